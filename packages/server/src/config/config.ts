@@ -1,0 +1,97 @@
+/** Typed configuration, read from the environment and validated at start-up. */
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  jwtSecret: string | undefined;
+  corsOrigin: string[] | '*' | undefined;
+  logLevel: string;
+  logDir: string | undefined;
+  rateLimitPerMinute: number;
+  bootstrapAdminKey: string | undefined;
+  defaultPhoneRegion: string;
+  deviceFlushMs: number;
+  authCacheMs: number;
+  shutdownGraceMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Reads the configuration from `env`; every bad key is reported at once in one ConfigError. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+
+  const int = (key: string, fallback: number, min: number, max: number): number => {
+    const raw = env[key];
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${key} must be an integer between ${min} and ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  };
+  const str = (key: string): string | undefined => {
+    const raw = env[key]?.trim();
+    return raw ? raw : undefined;
+  };
+  const url = (key: string, protocols: string[]): string | undefined => {
+    const raw = str(key);
+    if (raw === undefined) return undefined;
+    try {
+      const parsed = new URL(raw);
+      if (!protocols.includes(parsed.protocol)) {
+        problems.push(`${key} must use ${protocols.join(' or ')} (got "${parsed.protocol}")`);
+      }
+    } catch {
+      problems.push(`${key} is not a valid URL`);
+    }
+    return raw;
+  };
+
+  const logLevel = str('LOG_LEVEL') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const jwtSecret = str('JWT_SECRET');
+  if (jwtSecret !== undefined && jwtSecret.length < 32) problems.push('JWT_SECRET must be at least 32 characters');
+
+  const bootstrapAdminKey = str('FIELDSYNC_BOOTSTRAP_ADMIN_KEY');
+  if (bootstrapAdminKey !== undefined && bootstrapAdminKey.length < 16) {
+    problems.push('FIELDSYNC_BOOTSTRAP_ADMIN_KEY must be at least 16 characters');
+  }
+
+  const region = (str('DEFAULT_PHONE_REGION') ?? 'US').toUpperCase();
+  if (!/^[A-Z]{2}$/.test(region)) problems.push('DEFAULT_PHONE_REGION must be a two-letter region code');
+
+  const cors = str('CORS_ORIGIN');
+  const corsOrigin = cors === undefined ? undefined : cors === '*' ? '*' : cors.split(',').map((o) => o.trim());
+
+  const config: Config = {
+    port: int('PORT', 3000, 0, 65535),
+    host: str('HOST') ?? '0.0.0.0',
+    dataDir: str('DATA_DIR') ?? './data',
+    databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
+    jwtSecret,
+    corsOrigin,
+    logLevel,
+    logDir: str('LOG_DIR'),
+    rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 100, 0, 1_000_000),
+    bootstrapAdminKey,
+    defaultPhoneRegion: region,
+    deviceFlushMs: int('DEVICE_FLUSH_MS', 1000, 10, 60_000),
+    authCacheMs: int('AUTH_CACHE_MS', 5000, 0, 300_000),
+    shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

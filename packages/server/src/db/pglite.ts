@@ -1,0 +1,86 @@
+import { mkdirSync, openSync, closeSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite, types } from '@electric-sql/pglite';
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
+import type { Db, Queryable, QueryResult } from './db.js';
+
+const parsers = { [types.INT8]: (v: string) => Number(v) };
+
+/**
+ * A Db over embedded PGlite: file-backed under `dataDir/pglite`, or in memory when `dataDir`
+ * is undefined (tests). One process may open a data directory at a time; a lock file says who.
+ */
+export async function createPgliteDb(dataDir: string | undefined): Promise<Db> {
+  let release = () => {};
+  let pg: PGlite;
+  if (dataDir === undefined) {
+    pg = await PGlite.create({ extensions: { pg_trgm }, parsers });
+  } else {
+    mkdirSync(dataDir, { recursive: true });
+    release = lockDataDir(dataDir);
+    try {
+      pg = await PGlite.create({ dataDir: join(dataDir, 'pglite'), extensions: { pg_trgm }, parsers });
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
+    exec: async (sql) => void (await q.exec(sql)),
+    async query<T>(sql: string, params?: unknown[]): Promise<QueryResult<T>> {
+      const result = await q.query<T>(sql, params);
+      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    },
+  });
+
+  return {
+    kind: 'pglite',
+    ...wrap(pg),
+    // PGlite runs one transaction at a time; its transaction() queues the others.
+    transaction: (fn) => pg.transaction((tx) => fn(wrap(tx))),
+    poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
+    async close() {
+      await pg.close();
+      release();
+    },
+  };
+}
+
+/** Refuses to open a data directory another live process holds (two writers would corrupt it). */
+function lockDataDir(dataDir: string): () => void {
+  const path = join(dataDir, 'fieldsync.lock');
+  const tryCreate = () => {
+    const fd = openSync(path, 'wx');
+    writeFileSync(fd, String(process.pid));
+    closeSync(fd);
+  };
+  try {
+    tryCreate();
+  } catch {
+    const holder = Number(readFileSync(path, 'utf8'));
+    if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) {
+      throw new Error(
+        `The data directory ${dataDir} is in use by process ${holder}. Stop it first, or use the admin API.`,
+      );
+    }
+    unlinkSync(path); // stale lock of a dead process (e.g. after kill -9)
+    tryCreate();
+  }
+  return () => {
+    try {
+      unlinkSync(path);
+    } catch {
+      /* already gone */
+    }
+  };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

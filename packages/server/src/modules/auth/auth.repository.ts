@@ -1,0 +1,95 @@
+import type { Queryable } from '../../db/db.js';
+import type { Role } from '@fieldsync/protocol/auth';
+
+export interface UserRow {
+  id: string;
+  tenantId: string;
+  agentCode: string;
+  name: string;
+  email: string | null;
+  role: Role;
+  isActive: boolean;
+  passwordHash: string | null;
+  createdAt: Date;
+  lastSeenAt: Date | null;
+}
+
+const USER_COLUMNS = `u.id, u.tenant_id AS "tenantId", u.agent_code AS "agentCode", u.name, u.email, u.role,
+  u.is_active AS "isActive", u.password_hash AS "passwordHash", u.created_at AS "createdAt",
+  u.last_seen_at AS "lastSeenAt"`;
+
+export interface KeyLookupRow extends UserRow {
+  keyId: string;
+}
+
+export async function findUserByKeyHash(db: Queryable, keyHash: string): Promise<KeyLookupRow | undefined> {
+  const { rows } = await db.query<KeyLookupRow>(
+    `SELECT ${USER_COLUMNS}, k.id AS "keyId"
+       FROM api_keys k JOIN users u ON u.id = k.user_id AND u.tenant_id = k.tenant_id
+      WHERE k.key_hash = $1 AND k.revoked_at IS NULL`,
+    [keyHash],
+  );
+  return rows[0];
+}
+
+export async function findUserById(db: Queryable, tenantId: string, userId: string): Promise<UserRow | undefined> {
+  const { rows } = await db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2`, [
+    tenantId,
+    userId,
+  ]);
+  return rows[0];
+}
+
+/** Users whose agent code or email is `login`, across tenants (login names no tenant). */
+export async function findUsersByLogin(db: Queryable, login: string): Promise<UserRow[]> {
+  const { rows } = await db.query<UserRow>(
+    `SELECT ${USER_COLUMNS} FROM users u
+      WHERE u.agent_code = $1 OR lower(u.email) = lower($1)
+      ORDER BY u.created_at LIMIT 10`,
+    [login],
+  );
+  return rows;
+}
+
+export async function touchKey(db: Queryable, keyId: string): Promise<void> {
+  await db.query('UPDATE api_keys SET last_used_at = now() WHERE id = $1', [keyId]);
+}
+
+export async function insertRefreshToken(
+  db: Queryable,
+  row: { tenantId: string; userId: string; familyId: string; tokenHash: string; expiresAt: Date },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO refresh_tokens (tenant_id, user_id, family_id, token_hash, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+    [row.tenantId, row.userId, row.familyId, row.tokenHash, row.expiresAt],
+  );
+}
+
+export interface RefreshRow {
+  id: string;
+  tenantId: string;
+  userId: string;
+  familyId: string;
+  expiresAt: Date;
+  usedAt: Date | null;
+  revokedAt: Date | null;
+}
+
+/** Locks the token row so two concurrent refreshes with one token cannot both succeed. */
+export async function findRefreshTokenForUpdate(db: Queryable, tokenHash: string): Promise<RefreshRow | undefined> {
+  const { rows } = await db.query<RefreshRow>(
+    `SELECT id, tenant_id AS "tenantId", user_id AS "userId", family_id AS "familyId", expires_at AS "expiresAt",
+            used_at AS "usedAt", revoked_at AS "revokedAt"
+       FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`,
+    [tokenHash],
+  );
+  return rows[0];
+}
+
+export async function markRefreshTokenUsed(db: Queryable, id: string): Promise<void> {
+  await db.query('UPDATE refresh_tokens SET used_at = now() WHERE id = $1', [id]);
+}
+
+export async function revokeRefreshFamily(db: Queryable, familyId: string): Promise<void> {
+  await db.query('UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL', [familyId]);
+}

@@ -1,0 +1,39 @@
+import type { CollectionDef } from '../../sync/collections.js';
+
+/** ISO-8601 UTC with milliseconds, as JSON everywhere else in the API. */
+export const isoSql = (col: string) => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/** The wire form of a contact row `r`, built in SQL so REST, pull and events agree. */
+export const CONTACT_WIRE_SQL = `json_build_object(
+  'id', r.id, 'version', r.version, 'firstName', r.first_name, 'lastName', r.last_name,
+  'phonePrimary', r.phone_primary, 'phoneSecondary', r.phone_secondary, 'email', r.email,
+  'company', r.company, 'notes', r.notes, 'externalId', r.external_id, 'doNotCall', r.do_not_call,
+  'preferredChannel', r.preferred_channel, 'photoFileId', r.photo_file_id,
+  'createdByAgent', r.created_by_agent, 'isDeleted', r.is_deleted,
+  'createdAt', ${isoSql('r.created_at')}, 'updatedAt', ${isoSql('r.updated_at')})`;
+
+export const contactsCollection: CollectionDef = {
+  name: 'contacts',
+  aliases: ['contact'],
+  table: 'contacts',
+  wireSql: CONTACT_WIRE_SQL,
+  scope: 'tenant',
+};
+
+/** Writable wire fields and their columns: the only names that reach SQL. */
+export const CONTACT_COLUMNS = {
+  firstName: 'first_name',
+  lastName: 'last_name',
+  phonePrimary: 'phone_primary',
+  phoneSecondary: 'phone_secondary',
+  email: 'email',
+  company: 'company',
+  notes: 'notes',
+  externalId: 'external_id',
+  doNotCall: 'do_not_call',
+  preferredChannel: 'preferred_channel',
+  photoFileId: 'photo_file_id',
+} as const;
+
+export type ContactField = keyof typeof CONTACT_COLUMNS;
+export const CONTACT_FIELDS = Object.keys(CONTACT_COLUMNS) as ContactField[];

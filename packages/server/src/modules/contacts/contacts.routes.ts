@@ -1,0 +1,163 @@
+import type { Readable } from 'node:stream';
+import { Type } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import {
+  BulkResult,
+  Contact,
+  ContactCreate,
+  ContactListQuery,
+  ContactPatch,
+  ContactReplace,
+  HistoryEntry,
+  ImportResult,
+} from '@fieldsync/protocol/contacts';
+import { Ok, Page } from '@fieldsync/protocol/envelope';
+import { AppError } from '../../errors.js';
+import { principalOf } from '../../http/auth.hook.js';
+import { IdParams, secured, withErrors } from '../../http/schemas.js';
+import { compileBodyValidator } from '../../http/validation.js';
+import { actorOf, type ContactsService } from './contacts.service.js';
+import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from './contacts.export.js';
+import { importContactsCsv } from './contacts.import.js';
+
+export const MAX_BULK_ROWS = 5000;
+
+const checkCreate = compileBodyValidator<ContactCreate>(ContactCreate);
+/** Validates one bulk/import row: undefined when valid, else the first problems as text. */
+export const contactRowError = (row: unknown): string | undefined => {
+  const checked = checkCreate(row);
+  return checked.ok ? undefined : checked.errors.slice(0, 3).map((e) => `${e.field}: ${e.message}`).join('; ');
+};
+
+/** REST for contacts (SPEC §5): CRUD, search, history, bulk, CSV import, streamed export. */
+export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimit: number }): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const tags = ['contacts'];
+    const { contacts } = deps;
+
+    // CSV bodies are streamed straight to the importer, never buffered.
+    app.addContentTypeParser(['text/csv', 'application/csv'], (_request, payload, done) => done(null, payload));
+
+    app.get(
+      '/api/contacts',
+      { schema: { tags, ...secured, querystring: ContactListQuery, response: withErrors({ 200: Page(Contact) }) } },
+      async (request) => {
+        const { items, total, page, limit } = await contacts.list(principalOf(request).tenantId, request.query);
+        return { success: true as const, data: items, pagination: { page, limit, total } };
+      },
+    );
+
+    app.post(
+      '/api/contacts',
+      { schema: { tags, ...secured, body: ContactCreate, response: withErrors({ 201: Ok(Contact) }) } },
+      async (request, reply) => {
+        const contact = await contacts.create(actorOf(principalOf(request)), request.body);
+        return reply.status(201).send({ success: true as const, data: contact });
+      },
+    );
+
+    app.post(
+      '/api/contacts/bulk',
+      {
+        bodyLimit: 16 * 1024 * 1024,
+        schema: {
+          tags,
+          ...secured,
+          summary: `Create up to ${MAX_BULK_ROWS} contacts; each row succeeds or fails on its own`,
+          body: Type.Array(Type.Unknown(), { maxItems: MAX_BULK_ROWS }),
+          response: withErrors({ 200: Ok(BulkResult) }),
+        },
+      },
+      async (request) => ({
+        success: true as const,
+        data: await contacts.bulk(actorOf(principalOf(request)), request.body, contactRowError),
+      }),
+    );
+
+    app.post(
+      '/api/contacts/import',
+      {
+        bodyLimit: deps.importBodyLimit,
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Import a CSV body (header row naming the fields), streamed',
+          response: withErrors({ 200: Ok(ImportResult) }),
+        },
+      },
+      async (request) => {
+        if (!request.headers['content-type']?.match(/^(text|application)\/csv/)) {
+          throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'Send the CSV with Content-Type: text/csv');
+        }
+        const result = await importContactsCsv(contacts, actorOf(principalOf(request)), request.body as Readable, contactRowError);
+        return { success: true as const, data: result };
+      },
+    );
+
+    app.get(
+      '/api/contacts/export',
+      {
+        compress: false,
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Stream every live contact as csv, json or ndjson',
+          querystring: Type.Object(
+            { format: Type.Optional(Type.Union([Type.Literal('csv'), Type.Literal('json'), Type.Literal('ndjson')])) },
+            { additionalProperties: false },
+          ),
+        },
+      },
+      async (request, reply) => {
+        const format: ExportFormat = request.query.format ?? 'csv';
+        const tenantId = principalOf(request).tenantId;
+        return reply
+          .header('content-type', EXPORT_CONTENT_TYPES[format])
+          .header('content-disposition', `attachment; filename="contacts.${format === 'ndjson' ? 'ndjson' : format}"`)
+          .send(exportStream(contacts.pages(tenantId), format));
+      },
+    );
+
+    app.get(
+      '/api/contacts/:id',
+      { schema: { tags, ...secured, params: IdParams, response: withErrors({ 200: Ok(Contact) }) } },
+      async (request) => ({ success: true as const, data: await contacts.get(principalOf(request).tenantId, request.params.id) }),
+    );
+
+    app.patch(
+      '/api/contacts/:id',
+      { schema: { tags, ...secured, params: IdParams, body: ContactPatch, response: withErrors({ 200: Ok(Contact) }) } },
+      async (request) => ({
+        success: true as const,
+        data: await contacts.update(actorOf(principalOf(request)), request.params.id, request.body),
+      }),
+    );
+
+    app.put(
+      '/api/contacts/:id',
+      { schema: { tags, ...secured, params: IdParams, body: ContactReplace, response: withErrors({ 200: Ok(Contact) }) } },
+      async (request) => ({
+        success: true as const,
+        data: await contacts.replace(actorOf(principalOf(request)), request.params.id, request.body),
+      }),
+    );
+
+    app.delete(
+      '/api/contacts/:id',
+      { schema: { tags, ...secured, params: IdParams, response: withErrors({ 204: Type.Null() }) } },
+      async (request, reply) => {
+        await contacts.remove(actorOf(principalOf(request)), request.params.id);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.get(
+      '/api/contacts/:id/history',
+      { schema: { tags, ...secured, params: IdParams, response: withErrors({ 200: Ok(Type.Array(HistoryEntry)) }) } },
+      async (request) => ({
+        success: true as const,
+        data: await contacts.history(principalOf(request).tenantId, request.params.id),
+      }),
+    );
+  };
+}

@@ -1,0 +1,49 @@
+import { Type } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Device } from '@fieldsync/protocol/devices';
+import { Ok } from '@fieldsync/protocol/envelope';
+import { principalOf } from '../../http/auth.hook.js';
+import { secured, withErrors } from '../../http/schemas.js';
+import type { DevicesService } from './devices.service.js';
+
+/** Fleet state: devices, one device, devices lagging behind. */
+export function devicesRoutes(deps: { devices: DevicesService }): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const tags = ['devices'];
+    const config = { auth: { roles: ['admin' as const, 'manager' as const] } };
+    app.get(
+      '/api/devices',
+      { config, schema: { tags, ...secured, response: withErrors({ 200: Ok(Type.Array(Device)) }) } },
+      async (request) => ({ success: true as const, data: await deps.devices.list(principalOf(request).tenantId) }),
+    );
+    app.get(
+      '/api/devices/outdated',
+      {
+        config,
+        schema: {
+          tags,
+          ...secured,
+          querystring: Type.Object({ threshold: Type.Optional(Type.Integer({ minimum: 0, maximum: 1e12, default: 100 })) }, { additionalProperties: false }),
+          response: withErrors({ 200: Ok(Type.Array(Device)) }),
+        },
+      },
+      async (request) => ({
+        success: true as const,
+        data: await deps.devices.outdated(principalOf(request).tenantId, request.query.threshold ?? 100),
+      }),
+    );
+    app.get(
+      '/api/devices/:deviceId',
+      {
+        config,
+        schema: {
+          tags,
+          ...secured,
+          params: Type.Object({ deviceId: Type.String({ maxLength: 128 }) }, { additionalProperties: false }),
+          response: withErrors({ 200: Ok(Device) }),
+        },
+      },
+      async (request) => ({ success: true as const, data: await deps.devices.get(principalOf(request).tenantId, request.params.deviceId) }),
+    );
+  };
+}

@@ -1,0 +1,122 @@
+import type { Device, Heartbeat } from '@fieldsync/protocol/devices';
+import type { Db } from '../../db/db.js';
+import { notFound } from '../../errors.js';
+import * as repo from './devices.repository.js';
+
+export interface DeviceIdentity {
+  tenantId: string;
+  deviceId: string;
+  userId?: string;
+  agentCode?: string;
+}
+
+export interface DevicesService {
+  /** A pull or push finished: the device has applied `version`. */
+  recordSync(who: DeviceIdentity, sync: { version: number; changes: number; ok: boolean }, facts?: Heartbeat): void;
+  /** The device reported itself (heartbeat, headers). */
+  recordSeen(who: DeviceIdentity, facts: Heartbeat): void;
+  /** Marks which devices hold a live socket on this instance. */
+  setOnline(tenantId: string, deviceId: string, online: boolean): void;
+  list(tenantId: string): Promise<Device[]>;
+  get(tenantId: string, deviceId: string): Promise<Device>;
+  outdated(tenantId: string, threshold: number): Promise<Device[]>;
+  /** Writes pending updates now. */
+  flush(): Promise<void>;
+  run(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Device rows, written behind: updates for a device coalesce in memory and are flushed in one
+ * statement every `flushMs` (and before every read), so a pull costs no extra write.
+ */
+export function createDevicesService(deps: { db: Db; flushMs: number; onError?: (error: unknown) => void }): DevicesService {
+  const pending = new Map<string, repo.DeviceUpdate>();
+  const online = new Map<string, number>();
+  let timer: NodeJS.Timeout | undefined;
+  let flushing: Promise<void> = Promise.resolve();
+
+  const entry = (who: DeviceIdentity): repo.DeviceUpdate => {
+    const key = `${who.tenantId}\u0000${who.deviceId}`;
+    let update = pending.get(key);
+    if (!update) {
+      update = { tenantId: who.tenantId, deviceId: who.deviceId, lastSeenAt: '', addChanges: 0, addSyncs: 0, addErrors: 0 };
+      pending.set(key, update);
+    }
+    update.userId = who.userId ?? update.userId;
+    update.agentCode = who.agentCode ?? update.agentCode;
+    update.lastSeenAt = new Date().toISOString();
+    return update;
+  };
+
+  const applyFacts = (update: repo.DeviceUpdate, facts: Heartbeat | undefined) => {
+    if (!facts) return;
+    for (const key of ['platform', 'appVersion', 'osVersion', 'networkType', 'battery'] as const) {
+      if (facts[key] !== undefined) (update as unknown as Record<string, unknown>)[key] = facts[key];
+    }
+  };
+
+  const flush = (): Promise<void> => {
+    flushing = flushing.then(async () => {
+      if (pending.size === 0) return;
+      const batch = [...pending.values()];
+      pending.clear();
+      try {
+        await repo.upsertDevices(deps.db, batch);
+      } catch (error) {
+        deps.onError?.(error);
+      }
+    });
+    return flushing;
+  };
+
+  const withOnline = (tenantId: string, row: repo.DeviceRow): Device => ({
+    ...row,
+    online: (online.get(`${tenantId}\u0000${row.deviceId}`) ?? 0) > 0,
+  });
+
+  return {
+    recordSync(who, sync, facts) {
+      const update = entry(who);
+      applyFacts(update, facts);
+      update.lastSyncVersion = sync.version;
+      update.lastSyncAt = update.lastSeenAt;
+      update.syncStatus = sync.ok ? 'ok' : 'error';
+      update.addChanges += sync.changes;
+      update.addSyncs += 1;
+      if (!sync.ok) update.addErrors += 1;
+    },
+    recordSeen(who, facts) {
+      applyFacts(entry(who), facts);
+    },
+    setOnline(tenantId, deviceId, isOnline) {
+      const key = `${tenantId}\u0000${deviceId}`;
+      const count = (online.get(key) ?? 0) + (isOnline ? 1 : -1);
+      if (count > 0) online.set(key, count);
+      else online.delete(key);
+    },
+    async list(tenantId) {
+      await flush();
+      return (await repo.listDevices(deps.db, tenantId)).map((r) => withOnline(tenantId, r));
+    },
+    async get(tenantId, deviceId) {
+      await flush();
+      const row = await repo.findDevice(deps.db, tenantId, deviceId);
+      if (!row) throw notFound('Device');
+      return withOnline(tenantId, row);
+    },
+    async outdated(tenantId, threshold) {
+      await flush();
+      return (await repo.listDevices(deps.db, tenantId, threshold)).map((r) => withOnline(tenantId, r));
+    },
+    flush,
+    async run() {
+      timer = setInterval(() => void flush(), deps.flushMs);
+      timer.unref();
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      await flush();
+    },
+  };
+}

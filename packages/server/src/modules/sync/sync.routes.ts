@@ -1,0 +1,49 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import type { Heartbeat } from '@fieldsync/protocol/devices';
+import { Ok } from '@fieldsync/protocol/envelope';
+import { Delta, DeltaQuery } from '@fieldsync/protocol/sync';
+import { principalOf } from '../../http/auth.hook.js';
+import { secured, withErrors } from '../../http/schemas.js';
+import type { SyncService } from '../../sync/sync.service.js';
+
+/** Device facts a client may send as headers on any sync request. */
+export function deviceFactsOf(request: FastifyRequest): Heartbeat {
+  const header = (name: string) => {
+    const value = request.headers[name];
+    return typeof value === 'string' && value.length <= 64 ? value : undefined;
+  };
+  return {
+    platform: header('x-platform'),
+    appVersion: header('x-app-version'),
+    osVersion: header('x-os-version'),
+    networkType: header('x-network-type'),
+  };
+}
+
+/** `GET /api/sync/delta`: the changes after the device's checkpoint (SPEC §4). */
+export function syncRoutes(deps: { sync: SyncService }): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.get(
+      '/api/sync/delta',
+      { schema: { tags: ['sync'], ...secured, querystring: DeltaQuery, response: withErrors({ 200: Ok(Delta) }) } },
+      async (request) => {
+        const principal = principalOf(request);
+        const { version = 0, limit = 1000, collections, deviceId } = request.query;
+        const delta = await deps.sync.pull(
+          { ...principal, deviceId: principal.deviceId ?? deviceId },
+          {
+            version,
+            limit,
+            collections: collections
+              ?.split(',')
+              .map((c) => c.trim())
+              .filter(Boolean),
+          },
+          deviceFactsOf(request),
+        );
+        return { success: true as const, data: delta };
+      },
+    );
+  };
+}

@@ -1,0 +1,56 @@
+import type { Queryable } from '../db/db.js';
+
+/** One record change as the audit log keeps it: which fields went from what to what. */
+export interface AuditEntry {
+  tenantId: string;
+  collection: string;
+  recordId: string;
+  version: number;
+  action: 'create' | 'update' | 'delete';
+  changes: Record<string, { from: unknown; to: unknown }>;
+  userId?: string;
+  agentCode?: string;
+  deviceId?: string;
+}
+
+/** Appends audit entries in one statement, inside the writer's transaction. */
+export async function appendAudit(tx: Queryable, entries: AuditEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await tx.query(
+    `INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, user_id, agent_code, device_id)
+     SELECT e.tenant_id, e.collection, e.record_id, e.version, e.action,
+            ARRAY(SELECT jsonb_object_keys(e.changes)), e.changes, e.user_id, e.agent_code, e.device_id
+       FROM jsonb_to_recordset($1::jsonb) AS e(tenant_id uuid, collection text, record_id uuid, version bigint,
+            action text, changes jsonb, user_id uuid, agent_code text, device_id text)`,
+    [
+      JSON.stringify(
+        entries.map((e) => ({
+          tenant_id: e.tenantId,
+          collection: e.collection,
+          record_id: e.recordId,
+          version: e.version,
+          action: e.action,
+          changes: e.changes,
+          user_id: e.userId ?? null,
+          agent_code: e.agentCode ?? null,
+          device_id: e.deviceId ?? null,
+        })),
+      ),
+    ],
+  );
+}
+
+/** The field-level difference between two wire records, for the audit log. */
+export function diffRecords(
+  before: Record<string, unknown> | undefined,
+  after: Record<string, unknown>,
+  fields: readonly string[],
+): Record<string, { from: unknown; to: unknown }> {
+  const changes: Record<string, { from: unknown; to: unknown }> = {};
+  for (const field of fields) {
+    const from = before?.[field] ?? null;
+    const to = after[field] ?? null;
+    if (from !== to) changes[field] = { from, to };
+  }
+  return changes;
+}

@@ -1,0 +1,32 @@
+import { EventEmitter } from 'node:events';
+import type { Change } from '@fieldsync/protocol/sync';
+
+/** A committed write as the real-time layer sees it. */
+export interface CommitEvent {
+  tenantId: string;
+  fromVersion: number;
+  toVersion: number;
+  changes: Change[];
+  /** Who wrote it: the originating device gets no echo. */
+  origin: { userId?: string; agentCode?: string; deviceId?: string };
+  /** Domain events to emit beside `changes` (e.g. contact_created). */
+  events?: { name: string; payload: unknown }[];
+}
+
+/**
+ * The in-process feed of committed changes. Services publish after commit; the Socket.IO
+ * gateway subscribes. Transport-free so services and tests need no socket server.
+ */
+export class ChangeFeed {
+  private readonly emitter = new EventEmitter();
+
+  publish(event: CommitEvent): void {
+    if (event.changes.length === 0 && !event.events?.length) return;
+    this.emitter.emit('commit', event);
+  }
+
+  subscribe(listener: (event: CommitEvent) => void): () => void {
+    this.emitter.on('commit', listener);
+    return () => this.emitter.off('commit', listener);
+  }
+}

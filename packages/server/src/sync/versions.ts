@@ -1,0 +1,53 @@
+import type { Db, Queryable } from '../db/db.js';
+
+/** A write transaction of one tenant, with versions handed out in order. */
+export interface TenantTx extends Queryable {
+  readonly tenantId: string;
+  /** The version before this transaction's first change. */
+  readonly baseVersion: number;
+  /** The next version; every record change takes exactly one. */
+  nextVersion(): number;
+  /** The last version handed out so far (baseVersion when none). */
+  currentVersion(): number;
+}
+
+/** What a tenant write committed: the version range and whatever `fn` returned. */
+export interface Committed<T> {
+  result: T;
+  fromVersion: number;
+  toVersion: number;
+}
+
+/**
+ * Runs `fn` as a write of `tenantId`: locks the tenant's version row first and holds it until
+ * commit, so no other writer of the tenant can take a version until this one is committed.
+ * Versions therefore become visible in order, and a reader that sees version V sees every
+ * version below it (gap-free visibility; docs/sync-protocol.md). Rolled back: nothing used.
+ */
+export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: TenantTx) => Promise<T>): Promise<Committed<T>> {
+  return db.transaction(async (q) => {
+    const locked = await q.query<{ current_version: number }>(
+      'SELECT current_version FROM tenant_versions WHERE tenant_id = $1 FOR UPDATE',
+      [tenantId],
+    );
+    if (locked.rows.length === 0) throw new Error(`tenant ${tenantId} has no version row`);
+    const base = locked.rows[0].current_version;
+    let current = base;
+    const tx: TenantTx = {
+      tenantId,
+      baseVersion: base,
+      query: (sql, params) => q.query(sql, params),
+      exec: (sql) => q.exec(sql),
+      nextVersion: () => ++current,
+      currentVersion: () => current,
+    };
+    const result = await fn(tx);
+    if (current !== base) {
+      await q.query('UPDATE tenant_versions SET current_version = $2, updated_at = now() WHERE tenant_id = $1', [
+        tenantId,
+        current,
+      ]);
+    }
+    return { result, fromVersion: base, toVersion: current };
+  });
+}
