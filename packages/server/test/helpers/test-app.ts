@@ -38,8 +38,12 @@ export interface ApiResponse {
  * Starts the whole product on a fresh database of `backend`, listening on a random port of
  * 127.0.0.1, with the bootstrap admin key ADMIN_KEY. Rate limiting is off unless asked.
  */
-export async function startTestApp(backend: Backend, env: Record<string, string> = {}): Promise<TestApp> {
-  const testDb = await openTestDb(backend);
+export async function startTestApp(
+  backend: Backend,
+  env: Record<string, string> = {},
+  opts: { /** Another instance's database: a second instance of one deployment. */ sharedDb?: TestDb } = {},
+): Promise<TestApp> {
+  const testDb = opts.sharedDb ?? (await openTestDb(backend));
   const config: Config = loadConfig({
     RATE_LIMIT_PER_MINUTE: '0',
     LOG_LEVEL: 'silent',
@@ -61,7 +65,7 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
       body = JSON.stringify(opts.body);
       headers['content-type'] ??= 'application/json';
     }
-    const res = await fetch(url + path, { method, headers, body });
+    const res = await fetch(url + path, { method, headers, body: body as BodyInit | undefined });
     const text = await res.text();
     let parsed: unknown = undefined;
     try {
@@ -81,7 +85,7 @@ export async function startTestApp(backend: Backend, env: Record<string, string>
     api,
     async close() {
       await built.close();
-      await testDb.drop();
+      if (!opts.sharedDb) await testDb.drop();
     },
   };
 }
