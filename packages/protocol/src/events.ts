@@ -1,4 +1,4 @@
-import type { Delta, ChangesEvent } from './sync.js';
+import type { Delta, ChangesEvent, PushBody, PushResult } from './sync.js';
 import type { Contact } from './contacts.js';
 import type { Heartbeat } from './devices.js';
 import type { ErrorEnvelope } from './errors.js';
@@ -38,5 +38,7 @@ export interface ServerToClientEvents {
 export interface ClientToServerEvents {
   authenticate: (payload: SocketAuth, ack?: Ack<AuthenticatedPayload>) => void;
   'sync:pull': (payload: { version: number; limit?: number; collections?: string[] }, ack: Ack<Delta>) => void;
+  /** The same body and answer as POST /api/sync. */
+  'sync:push': (payload: PushBody, ack: Ack<PushResult>) => void;
   heartbeat: (payload: Heartbeat, ack?: Ack<{ serverTime: string }>) => void;
 }

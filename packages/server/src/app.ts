@@ -14,7 +14,7 @@ import type { Config } from './config/config.js';
 import type { Db } from './db/db.js';
 import { AppError } from './errors.js';
 import { registerAuthHook } from './http/auth.hook.js';
-import { registerErrorHandling } from './http/error-handler.js';
+import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { registerJsonParser } from './http/json-parser.js';
 import { validatorCompiler } from './http/validation.js';
@@ -30,10 +30,20 @@ import { createDevicesService } from './modules/devices/devices.service.js';
 import { syncRoutes } from './modules/sync/sync.routes.js';
 import { tenantsRoutes } from './modules/tenants/tenants.routes.js';
 import { createTenantsService } from './modules/tenants/tenants.service.js';
-import { createGateway } from './realtime/gateway.js';
+import { createGateway, type Gateway } from './realtime/gateway.js';
+import { sha256 } from './modules/auth/credentials.js';
 import { CollectionRegistry } from './sync/collections.js';
 import { ChangeFeed } from './sync/feed.js';
 import { createSyncService } from './sync/sync.service.js';
+import { createPolicyStore } from './sync/policies.js';
+import { createPushEngine } from './sync/push.js';
+import { categoriesCollection, itemsCollection, spacesCollection } from './modules/lists/lists.collection.js';
+import { createListsService } from './modules/lists/lists.service.js';
+import { listsRoutes } from './modules/lists/lists.routes.js';
+import { createConflictsService } from './modules/conflicts/conflicts.service.js';
+import { conflictsRoutes } from './modules/conflicts/conflicts.routes.js';
+import { pushRoutes } from './modules/sync/push.routes.js';
+import { registerIdempotency } from './http/idempotency.js';
 
 export const VERSION = '0.1.0';
 
@@ -52,23 +62,44 @@ export interface AppDeps {
 export async function buildApp(deps: AppDeps) {
   const { config, db, logger } = deps;
 
-  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false }) : undefined;
-  redis?.on('error', (error) => logger.warn({ err: error }, 'redis error'));
+  // Requests never wait on Redis: while it is down its commands fail at once (health says so,
+  // the rate limit fails open) instead of queueing behind reconnection attempts.
+  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : undefined;
+  // The Socket.IO adapter's subscriptions wait for Redis instead: a failed one is never retried.
+  const sub = redis?.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
+  for (const client of [redis, sub]) if (client) guardRedis(client, logger);
+  // Start connected when Redis answers; one that refuses, or stays silent 3 s, does not hold the start.
+  await Promise.all([redis, sub].map((client) => client && firstContact(client, 3000)));
 
   // Services.
   const feed = new ChangeFeed();
   const registry = new CollectionRegistry();
-  registry.register(contactsCollection);
+  registry.register(contactsCollection({ defaultRegion: config.defaultPhoneRegion }));
+  registry.register(spacesCollection);
+  registry.register(categoriesCollection);
+  registry.register(itemsCollection);
   const auth = createAuthService({ db, jwtSecret: deps.jwtSecret, cacheMs: config.authCacheMs });
   const devices = createDevicesService({
     db,
     flushMs: config.deviceFlushMs,
     onError: (error) => logger.error({ err: error }, 'device flush failed'),
   });
-  const agents = createAgentsService({ db, onUserChanged: (userId) => auth.forgetUser(userId) });
+  let gateway: Gateway | undefined;
+  const agents = createAgentsService({
+    db,
+    onUserChanged: (tenantId, userId, revoked) => {
+      auth.forgetUser(userId);
+      // Live sockets of a deactivated agent or a revoked key go; valid ones reconnect.
+      if (revoked) gateway?.disconnectUser(tenantId, userId);
+    },
+  });
   const tenants = createTenantsService({ db });
   const contacts = createContactsService({ db, feed, defaultRegion: config.defaultPhoneRegion });
-  const sync = createSyncService({ db, registry, devices });
+  const policies = createPolicyStore();
+  const push = createPushEngine({ db, registry, feed, policies });
+  const sync = createSyncService({ db, registry, devices, push });
+  const lists = createListsService({ db, registry, push });
+  const conflicts = createConflictsService({ db, registry, policies, push });
 
   // HTTP.
   const app = Fastify({
@@ -82,6 +113,8 @@ export async function buildApp(deps: AppDeps) {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 200 },
+    frameworkErrors,
+    clientErrorHandler,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
@@ -114,23 +147,31 @@ export async function buildApp(deps: AppDeps) {
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
 
-  registerAuthHook(app, auth);
   if (config.rateLimitPerMinute > 0) {
     await app.register(rateLimit, {
       global: true,
-      hook: 'preHandler',
+      // Before authentication, so wrong keys are limited too: keyed by the credential sent
+      // (hashed; one budget per API key or token), else by IP.
+      hook: 'onRequest',
       max: config.rateLimitPerMinute,
       timeWindow: 60_000,
       redis,
+      skipOnError: true, // Redis down: serve rather than fail every request
       nameSpace: 'fieldsync-rl:',
       keyGenerator: (request) => {
-        const p = request.principal;
-        return p ? `${p.tenantId}:${p.keyId ?? p.userId}` : `ip:${request.ip}`;
+        const key = request.headers['x-api-key'];
+        if (typeof key === 'string' && key) return `k:${sha256(key).slice(0, 32)}`;
+        const authorization = request.headers.authorization;
+        if (typeof authorization === 'string' && authorization) return `t:${sha256(authorization).slice(0, 32)}`;
+        return `ip:${request.ip}`;
       },
       errorResponseBuilder: (_request, context) =>
         new AppError('RATE_LIMITED', `Rate limit of ${context.max} requests per minute exceeded; retry in ${context.after}`),
     });
   }
+
+  registerAuthHook(app, auth);
+  registerIdempotency(app, { db, redis });
 
   let defaultTenantId: string | undefined;
   await app.register(healthRoutes({ db, version: VERSION, pingRedis: redis ? async () => void (await redis.ping()) : undefined }));
@@ -145,33 +186,75 @@ export async function buildApp(deps: AppDeps) {
   await app.register(contactsRoutes({ contacts, importBodyLimit: 512 * 1024 * 1024 }));
   await app.register(devicesRoutes({ devices }));
   await app.register(syncRoutes({ sync }));
+  await app.register(pushRoutes({ sync }));
+  await app.register(listsRoutes({ lists }));
+  await app.register(conflictsRoutes({ conflicts }));
 
   // Real time, on the same HTTP server.
-  const gateway = createGateway(app.server, { auth, sync, devices, feed, logger, corsOrigin: config.corsOrigin });
-  let sub: Redis | undefined;
-  if (redis) {
-    sub = redis.duplicate();
-    gateway.io.adapter(createAdapter(redis, sub, { key: 'fieldsync' }));
-  }
+  const realtime = createGateway(app.server, {
+    auth,
+    sync,
+    devices,
+    feed,
+    logger,
+    corsOrigin: config.corsOrigin,
+    authTimeoutMs: config.socketAuthTimeoutMs,
+    spacesOf: (tenantId, userId) => lists.spacesOf(tenantId, userId),
+  });
+  gateway = realtime;
+  if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync' }));
   app.addHook('preClose', async () => {
-    await gateway.shutdown();
+    await realtime.shutdown();
   });
   await app.ready();
   await devices.run();
 
-  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry };
+  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies };
   return {
     app: app as unknown as FastifyInstance,
-    gateway,
+    gateway: realtime,
     services,
     /** Stops taking requests, lets in-flight ones finish, closes sockets, flushes, disconnects. */
     async close() {
       await app.close();
-      gateway.io.close();
+      realtime.io.close();
       await devices.stop();
-      await Promise.all([redis?.quit().catch(() => {}), sub?.quit().catch(() => {})]);
+      // quit() waits for a connection a Redis that is down never gives: disconnect those.
+      const quit = async (client?: Redis) => {
+        if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());
+        else client?.disconnect();
+      };
+      await Promise.all([quit(redis), quit(sub)]);
     },
   };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;
+
+/**
+ * Logs a Redis client's connection errors, and marks every command's failure as handled: the
+ * Socket.IO adapter never awaits its publishes and subscriptions, and one unhandled rejection
+ * while Redis is down would end the process. Callers that await a command still see its error.
+ */
+function guardRedis(client: Redis, logger: Logger): void {
+  client.on('error', (error) => logger.warn({ err: error }, 'redis error'));
+  const send = client.sendCommand.bind(client);
+  client.sendCommand = (command, stream) => {
+    const result = send(command, stream);
+    (result as Promise<unknown>).catch(() => {});
+    return result;
+  };
+}
+
+/** Resolves once `client` is ready, has failed once, or `ms` have passed. */
+function firstContact(client: Redis, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done).off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    client.once('ready', done).once('error', done);
+  });
+}

@@ -5,7 +5,7 @@ import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { openDb } from './db/open.js';
 import { migrate } from './db/migrate.js';
-import { createLogger } from './logging/logger.js';
+import { createLogs } from './logging/logger.js';
 import { createTenantsService } from './modules/tenants/tenants.service.js';
 
 /** The JWT secret: JWT_SECRET, or one generated once and kept in DATA_DIR. */
@@ -31,7 +31,8 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger({ level: config.logLevel, logDir: config.logDir });
+  const logs = createLogs({ level: config.logLevel, logDir: config.logDir });
+  const { logger } = logs;
   const db = await openDb(config);
   logger.info({ database: db.kind }, 'database opened');
   const applied = await migrate(db);
@@ -55,20 +56,31 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // The log files are written asynchronously: finish them, or the last lines are lost.
+    // The first exit wins: a close finishing after the forced exit began must not turn it into 0.
+    let exiting = false;
+    const exit = (code: number) => {
+      if (exiting) return;
+      exiting = true;
+      void logs.close().finally(() => process.exit(code));
+    };
     const force = setTimeout(() => {
       logger.error('graceful shutdown timed out; exiting');
-      process.exit(1);
+      exit(1);
     }, config.shutdownGraceMs);
     force.unref();
+    // server.close() reaps only the connections idle at that moment; a keep-alive connection
+    // whose request finishes later would hold the stop for Fastify's 72 s keep-alive timeout.
+    const reaper = setInterval(() => built.app.server.closeIdleConnections(), 100);
+    reaper.unref();
     try {
       await built.close();
       await db.close();
       logger.info('stopped');
-      logger.flush?.();
-      process.exit(0);
+      exit(0);
     } catch (error) {
       logger.error({ err: error }, 'shutdown failed');
-      process.exit(1);
+      exit(1);
     }
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -15,6 +15,8 @@ export interface Config {
   deviceFlushMs: number;
   authCacheMs: number;
   shutdownGraceMs: number;
+  /** How long a socket may stay connected without authenticating. */
+  socketAuthTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -26,14 +28,24 @@ export class ConfigError extends Error {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
 /** Reads the configuration from `env`; every bad key is reported at once in one ConfigError. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
 
   const int = (key: string, fallback: number, min: number, max: number): number => {
-    const raw = env[key];
+    const raw = env[key]?.trim();
     if (raw === undefined || raw === '') return fallback;
-    const value = Number(raw);
+    // Digits only: Number() would also take " ", "1e3" and "0x10" (a blank PORT would become 0).
+    const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isInteger(value) || value < min || value > max) {
       problems.push(`${key} must be an integer between ${min} and ${max} (got "${raw}")`);
       return fallback;
@@ -58,8 +70,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     return raw;
   };
 
-  const logLevel = str('LOG_LEVEL') ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = (str('LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${str('LOG_LEVEL')}")`);
 
   const jwtSecret = str('JWT_SECRET');
   if (jwtSecret !== undefined && jwtSecret.length < 32) problems.push('JWT_SECRET must be at least 32 characters');
@@ -73,7 +85,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!/^[A-Z]{2}$/.test(region)) problems.push('DEFAULT_PHONE_REGION must be a two-letter region code');
 
   const cors = str('CORS_ORIGIN');
-  const corsOrigin = cors === undefined ? undefined : cors === '*' ? '*' : cors.split(',').map((o) => o.trim());
+  const corsOrigin =
+    cors === undefined ? undefined : cors === '*' ? '*' : cors.split(',').map((o) => o.trim()).filter((o) => o !== '');
+  // An origin is scheme://host[:port], exactly as browsers send it: anything else never matches.
+  const badOrigins = Array.isArray(corsOrigin) ? corsOrigin.filter((o) => !isOrigin(o)) : [];
+  if (badOrigins.length > 0) {
+    problems.push(`CORS_ORIGIN must be * or a comma-separated list of origins like https://app.example.com (got "${badOrigins.join('", "')}")`);
+  }
 
   const config: Config = {
     port: int('PORT', 3000, 0, 65535),
@@ -91,6 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deviceFlushMs: int('DEVICE_FLUSH_MS', 1000, 10, 60_000),
     authCacheMs: int('AUTH_CACHE_MS', 5000, 0, 300_000),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    socketAuthTimeoutMs: int('SOCKET_AUTH_TIMEOUT_MS', 10_000, 50, 600_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

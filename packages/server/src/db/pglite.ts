@@ -29,8 +29,12 @@ export async function createPgliteDb(dataDir: string | undefined): Promise<Db> {
   const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
     exec: async (sql) => void (await q.exec(sql)),
     async query<T>(sql: string, params?: unknown[]): Promise<QueryResult<T>> {
+      // PGlite runs each query synchronously in WASM: yield to the event loop first, or a long
+      // import would starve timers, sockets and signals until it ends.
+      await new Promise((resolve) => setImmediate(resolve));
       const result = await q.query<T>(sql, params);
-      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+      // PGlite reports affectedRows 0 for a SELECT: count its rows, as pg does.
+      return { rows: result.rows, rowCount: result.fields.length > 0 ? result.rows.length : (result.affectedRows ?? 0) };
     },
   });
 

@@ -2,6 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import { Type } from 'typebox';
+import { PushBody as PushBodySchema, type Change, type PushBody } from '@fieldsync/protocol/sync';
 import type {
   Ack,
   AuthenticatedPayload,
@@ -19,12 +20,17 @@ import type { ChangeFeed, CommitEvent } from '../sync/feed.js';
 import type { SyncService } from '../sync/sync.service.js';
 import { envelope } from '../http/error-handler.js';
 
+/** How long a socket may stay connected without authenticating, unless configured (SPEC §7). */
 export const AUTH_DEADLINE_MS = 10_000;
 
 interface SocketData {
   principal?: Principal;
   /** Counted as an online device (undone on disconnect). */
   countedOnline?: boolean;
+  /** An `authenticate` event is being checked: a second one must not admit the socket twice. */
+  authenticating?: boolean;
+  /** The spaces its user belongs to: which space-scoped changes it receives. */
+  spaces?: Set<string>;
 }
 type FsServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type FsSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -52,7 +58,7 @@ const SocketAuthSchema = Type.Union([
 ]);
 const PullSchema = Type.Object(
   {
-    version: Type.Integer({ minimum: 0 }),
+    version: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000 })),
     collections: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 32 })),
   },
@@ -61,6 +67,7 @@ const PullSchema = Type.Object(
 const checkAuth = compileBodyValidator<SocketAuth>(SocketAuthSchema);
 const checkPull = compileBodyValidator<{ version: number; limit?: number; collections?: string[] }>(PullSchema);
 const checkHeartbeat = compileBodyValidator<Heartbeat>(Heartbeat);
+const checkPush = compileBodyValidator<PushBody>(PushBodySchema);
 
 export interface GatewayDeps {
   auth: AuthService;
@@ -69,6 +76,20 @@ export interface GatewayDeps {
   feed: ChangeFeed;
   logger: Logger;
   corsOrigin: string[] | '*' | undefined;
+  /** The authentication deadline; AUTH_DEADLINE_MS when omitted. */
+  authTimeoutMs?: number;
+  /**
+   * The spaces a user may see, read when a socket is admitted; afterwards the memberships that
+   * commits announce keep it current.
+   */
+  spacesOf?: (tenantId: string, userId: string) => Promise<string[]>;
+}
+
+/** Appends `value` to the list of `key`. */
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V) {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 /** Turns any thrown error into the ack envelope; unknown errors are logged, not leaked. */
@@ -80,7 +101,7 @@ function toEnvelope(error: unknown, log: Logger) {
 
 /**
  * The Socket.IO gateway: authenticates sockets (handshake `auth`, or the `authenticate` event
- * within AUTH_DEADLINE_MS), places them in rooms, answers `sync:pull` and `heartbeat`, and
+ * within the deadline), places them in rooms, answers `sync:pull` and `heartbeat`, and
  * fans committed changes out to the rooms that may see them, never back to the device that
  * wrote them.
  */
@@ -92,6 +113,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     pingTimeout: 20_000,
   });
   const log = deps.logger.child({ component: 'gateway' });
+  const authTimeoutMs = deps.authTimeoutMs ?? AUTH_DEADLINE_MS;
 
   const authenticate = async (raw: unknown): Promise<Principal> => {
     const checked = checkAuth(raw);
@@ -101,9 +123,16 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     return deps.auth.authenticateApiKey(auth.apiKey, { agentCode: auth.agentCode, deviceId: auth.deviceId });
   };
 
-  const admit = async (socket: FsSocket, principal: Principal): Promise<AuthenticatedPayload> => {
+  /** Puts an authenticated socket in its rooms; undefined when it hung up meanwhile. */
+  const admit = async (socket: FsSocket, principal: Principal): Promise<AuthenticatedPayload | undefined> => {
+    const spaces = deps.spacesOf ? await deps.spacesOf(principal.tenantId, principal.userId) : [];
+    if (!socket.connected) return undefined;
+    socket.data.spaces = new Set(spaces);
     socket.data.principal = principal;
-    const joined = [rooms.tenant(principal.tenantId), rooms.user(principal.tenantId, principal.userId)];
+    const joined = [
+      rooms.tenant(principal.tenantId),
+      rooms.user(principal.tenantId, principal.userId),
+    ];
     if (principal.deviceId) {
       joined.push(rooms.device(principal.tenantId, principal.deviceId));
       deps.devices.setOnline(principal.tenantId, principal.deviceId, true);
@@ -148,29 +177,43 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
 
     let deadline: NodeJS.Timeout | undefined;
     if (socket.data.principal) {
-      void admit(socket, socket.data.principal).then((payload) => socket.emit('authenticated', payload));
+      admit(socket, socket.data.principal).then(
+        (payload) => payload && socket.emit('authenticated', payload),
+        (error) => {
+          log.error({ err: error }, 'socket admission failed');
+          socket.disconnect(true);
+        },
+      );
     } else {
       deadline = setTimeout(() => {
         if (!socket.data.principal) {
-          socket.emit('auth_error', { error: 'UNAUTHORIZED', message: 'Not authenticated within 10 s' });
+          socket.emit('auth_error', { error: 'UNAUTHORIZED', message: `Not authenticated within ${authTimeoutMs} ms` });
           socket.disconnect(true);
         }
-      }, AUTH_DEADLINE_MS);
+      }, authTimeoutMs);
     }
 
     socket.on('authenticate', async (payload, ack) => {
       const reply = typeof ack === 'function' ? ack : () => {};
       if (socket.data.principal) return reply(envelope('CONFLICT', 'Already authenticated'));
+      // Two attempts in flight would both admit the socket and count its device online twice.
+      if (socket.data.authenticating) return reply(envelope('CONFLICT', 'Authentication already in progress'));
+      socket.data.authenticating = true;
       try {
         const principal = await authenticate(payload);
-        clearTimeout(deadline);
+        // Gone (hung up, or past the deadline) while its credentials were checked: admit nothing.
+        if (!socket.connected) return;
         const answer = await admit(socket, principal);
+        if (!answer) return;
+        clearTimeout(deadline);
         socket.emit('authenticated', answer);
         reply({ success: true, data: answer });
       } catch (error) {
         const env = toEnvelope(error, log);
         socket.emit('auth_error', { error: env.error, message: env.message });
         reply(env);
+      } finally {
+        socket.data.authenticating = false;
       }
     });
 
@@ -181,6 +224,15 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
         if (!checked.ok) throw new AppError('VALIDATION_FAILED', 'Invalid sync:pull payload', checked.errors);
         const { version, limit = 1000, collections } = checked.value;
         return deps.sync.pull(principal, { version, limit, collections });
+      }),
+    );
+
+    socket.on(
+      'sync:push',
+      requireAuth(async (principal, payload: unknown) => {
+        const checked = checkPush(payload);
+        if (!checked.ok) throw new AppError('VALIDATION_FAILED', 'Invalid sync:push payload', checked.errors);
+        return deps.sync.push(principal, checked.value);
       }),
     );
 
@@ -201,23 +253,77 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     });
   });
 
-  /** Fans a commit out: `changes` and domain events to the tenant room, minus the origin device. */
-  const broadcast = (commit: CommitEvent) => {
-    const target = () => {
-      const room = io.to(rooms.tenant(commit.tenantId));
-      return commit.origin.deviceId ? room.except(rooms.device(commit.tenantId, commit.origin.deviceId)) : room;
-    };
-    if (commit.changes.length > 0) {
-      target().emit('changes', { fromVersion: commit.fromVersion, toVersion: commit.toVersion, changes: commit.changes });
-    }
-    for (const event of commit.events ?? []) {
-      (target().emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
+  /**
+   * Delivers a commit to this instance's sockets of the tenant, each getting ONE `changes`
+   * event with exactly what its user may see (tenant-wide changes, changes of its spaces, its
+   * own scope grants and revokes), possibly none: one event per commit keeps every socket's
+   * version chain continuous, so `fromVersion` beyond its checkpoint always means a real gap.
+   * Memberships the commit changed apply first. The device that wrote the commit gets no echo.
+   */
+  const deliver = (commit: CommitEvent) => {
+    const { tenantId } = commit;
+    const nsp = io.of('/');
+    const local = nsp.adapter.rooms.get(rooms.tenant(tenantId));
+    if (!local || local.size === 0) return;
+    const tenantWide: Change[] = [];
+    const bySpace = new Map<string, Change[]>();
+    commit.changes.forEach((change, i) => {
+      const spaceId = commit.audience?.[i] ?? null;
+      if (spaceId === null) tenantWide.push(change);
+      else pushTo(bySpace, spaceId, change);
+    });
+    const byUser = new Map<string, Change[]>();
+    for (const { userId, change } of commit.userChanges ?? []) pushTo(byUser, userId, change);
+    const membership = new Map<string, { spaceId: string; member: boolean }[]>();
+    for (const m of commit.membership ?? []) pushTo(membership, m.userId, m);
+    const range = { fromVersion: commit.fromVersion, toVersion: commit.toVersion };
+
+    for (const socketId of local) {
+      const socket = nsp.sockets.get(socketId) as FsSocket | undefined;
+      const principal = socket?.data.principal;
+      if (!socket || !principal) continue;
+      const spaces = (socket.data.spaces ??= new Set());
+      for (const { spaceId, member } of membership.get(principal.userId) ?? []) {
+        if (member) spaces.add(spaceId);
+        else spaces.delete(spaceId);
+      }
+      const own = byUser.get(principal.userId) ?? [];
+      if (commit.origin.deviceId !== undefined && principal.deviceId === commit.origin.deviceId) {
+        // No echo; only scope changes of its own user are news to the writing device.
+        if (own.length > 0) socket.emit('changes', { ...range, changes: own });
+        continue;
+      }
+      let visible = tenantWide;
+      if (bySpace.size > 0 || own.length > 0) {
+        visible = [...tenantWide, ...own];
+        for (const spaceId of spaces) visible.push(...(bySpace.get(spaceId) ?? []));
+        visible.sort((x, y) => x.version - y.version);
+      }
+      socket.emit('changes', { ...range, changes: visible });
+      for (const event of commit.events ?? []) (socket.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
     }
   };
+
+  // This instance's commits are delivered here and, through the adapter, on every other instance.
+  const broadcast = (commit: CommitEvent) => {
+    deliver(commit);
+    if (clustered) io.serverSideEmit('fieldsync:commit', commit);
+  };
+  let clustered = false;
+  (io.on as (event: string, listener: (commit: CommitEvent) => void) => void)('fieldsync:commit', deliver);
   const unsubscribe = deps.feed.subscribe(broadcast);
 
   return {
     io,
+    /** Disconnects every socket of a user, on every instance. */
+    disconnectUser(tenantId: string, userId: string) {
+      io.in(rooms.user(tenantId, userId)).disconnectSockets(true);
+    },
+    /** Fans out across instances through `adapter` (the Redis adapter). */
+    useAdapter(adapter: Parameters<FsServer['adapter']>[0]) {
+      io.adapter(adapter);
+      clustered = true;
+    },
     /** Tells every socket of this instance to reconnect elsewhere, then closes them. */
     async shutdown(retryAfterMs = 1000) {
       unsubscribe();

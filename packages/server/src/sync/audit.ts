@@ -11,17 +11,19 @@ export interface AuditEntry {
   userId?: string;
   agentCode?: string;
   deviceId?: string;
+  /** When the change was made (ISO): a push's clamped client time; receipt time when absent. */
+  at?: string;
 }
 
 /** Appends audit entries in one statement, inside the writer's transaction. */
 export async function appendAudit(tx: Queryable, entries: AuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
   await tx.query(
-    `INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, user_id, agent_code, device_id)
+    `INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, user_id, agent_code, device_id, change_ts)
      SELECT e.tenant_id, e.collection, e.record_id, e.version, e.action,
-            ARRAY(SELECT jsonb_object_keys(e.changes)), e.changes, e.user_id, e.agent_code, e.device_id
+            ARRAY(SELECT jsonb_object_keys(e.changes)), e.changes, e.user_id, e.agent_code, e.device_id, coalesce(e.at, now())
        FROM jsonb_to_recordset($1::jsonb) AS e(tenant_id uuid, collection text, record_id uuid, version bigint,
-            action text, changes jsonb, user_id uuid, agent_code text, device_id text)`,
+            action text, changes jsonb, user_id uuid, agent_code text, device_id text, at timestamptz)`,
     [
       JSON.stringify(
         entries.map((e) => ({
@@ -34,6 +36,7 @@ export async function appendAudit(tx: Queryable, entries: AuditEntry[]): Promise
           user_id: e.userId ?? null,
           agent_code: e.agentCode ?? null,
           device_id: e.deviceId ?? null,
+          at: e.at ?? null,
         })),
       ),
     ],
@@ -50,7 +53,8 @@ export function diffRecords(
   for (const field of fields) {
     const from = before?.[field] ?? null;
     const to = after[field] ?? null;
-    if (from !== to) changes[field] = { from, to };
+    const same = from === to || (typeof from === 'object' && typeof to === 'object' && JSON.stringify(from) === JSON.stringify(to));
+    if (!same) changes[field] = { from, to };
   }
   return changes;
 }

@@ -17,7 +17,7 @@ export type Strategy = (typeof STRATEGIES)[number];
 export interface Policy {
   strategy: Strategy;
   /** preserve_escalation: each field's values from lowest to highest; they never move down. */
-  monotonic?: Record<string, readonly unknown[]>;
+  monotonic?: Record<string, unknown[]>;
 }
 
 export const DEFAULT_POLICY: Policy = { strategy: 'most_recent_wins' };

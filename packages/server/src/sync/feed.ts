@@ -7,6 +7,15 @@ export interface CommitEvent {
   fromVersion: number;
   toVersion: number;
   changes: Change[];
+  /**
+   * Who may see each change, aligned with `changes`: null for every user of the tenant, else
+   * the id of the space whose members may see it. Absent: all tenant-wide.
+   */
+  audience?: (string | null)[];
+  /** Changes only one user may see (scope grants and revokes). */
+  userChanges?: { userId: string; change: Change }[];
+  /** Space memberships this commit changed. */
+  membership?: { userId: string; spaceId: string; member: boolean }[];
   /** Who wrote it: the originating device gets no echo. */
   origin: { userId?: string; agentCode?: string; deviceId?: string };
   /** Domain events to emit beside `changes` (e.g. contact_created). */
@@ -21,7 +30,7 @@ export class ChangeFeed {
   private readonly emitter = new EventEmitter();
 
   publish(event: CommitEvent): void {
-    if (event.changes.length === 0 && !event.events?.length) return;
+    if (event.changes.length === 0 && !event.events?.length && !event.userChanges?.length) return;
     this.emitter.emit('commit', event);
   }
 

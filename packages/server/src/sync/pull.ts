@@ -5,11 +5,11 @@ import type { CollectionDef, CollectionRegistry } from './collections.js';
 
 export interface PullRequest {
   tenantId: string;
+  /** Whose scopes apply: space-scoped records only reach members of their space (none without a user). */
+  userId?: string;
   /** The version the device has applied; changes above it are returned. */
   since: number;
   limit: number;
-  /** Collection names (plural or singular); all when undefined. */
-  collections?: string[];
 }
 
 /** Resolves requested collection names; an unknown name is a 400 naming it. */
@@ -26,25 +26,47 @@ export function resolveCollections(registry: CollectionRegistry, names: string[]
   return [...defs];
 }
 
+/** SQL: the spaces the user ($4) belongs to. */
+const MY_SPACES = 'SELECT m.space_id FROM space_members m WHERE m.tenant_id = $1 AND m.user_id = $4::uuid';
+
+/** The branches of the pull for one collection: its records, and its scope grants and revokes. */
+function branchesOf(def: CollectionDef): string[] {
+  if (def.scope === 'tenant') {
+    return [
+      `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, ${def.wireSql} AS data
+          FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 ORDER BY r.version LIMIT $3)`,
+    ];
+  }
+  const visible = `r.${def.spaceColumn ?? 'id'} IN (${MY_SPACES})`;
+  return [
+    // The common case: one range scan of (tenant_id, version), filtered by membership.
+    `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, ${def.wireSql} AS data
+        FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 AND ${visible} ORDER BY r.version LIMIT $3)`,
+    // Access gained after the checkpoint: records older than the checkpoint, at the grant's version.
+    `(SELECT '${def.name}'::text, r.id, e.version, r.is_deleted, ${def.wireSql}
+        FROM scope_events e JOIN ${def.table} r ON r.id = e.record_id
+       WHERE e.tenant_id = $1 AND e.user_id = $4::uuid AND e.version > $2 AND e.kind = 'grant' AND e.collection = '${def.name}'
+         AND r.version <= $2 AND ${visible} ORDER BY e.version LIMIT $3)`,
+    // Access lost after the checkpoint: a delete for each record no longer visible.
+    `(SELECT '${def.name}'::text, e.record_id, e.version, true, json_build_object('id', e.record_id, 'isDeleted', true)
+        FROM scope_events e
+       WHERE e.tenant_id = $1 AND e.user_id = $4::uuid AND e.version > $2 AND e.kind = 'revoke' AND e.collection = '${def.name}'
+         AND NOT EXISTS (SELECT 1 FROM ${def.table} r WHERE r.id = e.record_id AND ${visible}) ORDER BY e.version LIMIT $3)`,
+  ];
+}
+
 /**
- * The changes above `since` in version order, at most `limit`, with the tenant's latest
- * version read in the same statement, hence the same snapshot: every version <= latestVersion
- * is committed and visible to this statement (writers commit in version order), so paging
- * with nextVersion never skips a change.
+ * The changes above `since` that the user may see, in version order, at most `limit`, with
+ * the tenant's latest version read in the same statement, hence the same snapshot: every
+ * version <= latestVersion is committed and visible to this statement (writers commit in
+ * version order), so paging with nextVersion never skips a change.
  */
 export async function pullChanges(db: Queryable, defs: CollectionDef[], req: PullRequest): Promise<Delta> {
-  const branches = defs.map(
-    (def) =>
-      `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, ${def.wireSql} AS data
-          FROM ${def.table} r
-         WHERE r.tenant_id = $1 AND r.version > $2
-         ORDER BY r.version LIMIT $3)`,
-  );
   const sql = `
     SELECT tv.current_version AS latest, c.collection, c.id, c.version, c.is_deleted, c.data
       FROM tenant_versions tv
       LEFT JOIN LATERAL (
-        SELECT * FROM (${branches.join(' UNION ALL ')}) u ORDER BY u.version LIMIT $3
+        SELECT * FROM (${defs.flatMap(branchesOf).join(' UNION ALL ')}) u ORDER BY u.version LIMIT $3
       ) c ON true
      WHERE tv.tenant_id = $1
      ORDER BY c.version`;
@@ -55,20 +77,18 @@ export async function pullChanges(db: Queryable, defs: CollectionDef[], req: Pul
     version: number;
     is_deleted: boolean;
     data: Record<string, unknown>;
-  }>(sql, [req.tenantId, req.since, req.limit + 1]);
+  }>(sql, [req.tenantId, req.since, req.limit + 1, ...(defs.some((d) => d.scope === 'space') ? [req.userId ?? null] : [])]);
 
   if (rows.length === 0) throw new AppError('NOT_FOUND', 'Tenant not found');
   const latestVersion = rows[0].latest;
   const found = rows.filter((r) => r.collection !== null);
   const hasMore = found.length > req.limit;
   const page = hasMore ? found.slice(0, req.limit) : found;
-  const changes: Change[] = page.map((r) => ({
-    collection: r.collection as string,
-    op: r.is_deleted ? 'delete' : 'upsert',
-    id: r.id,
-    version: r.version,
-    data: r.data,
-  }));
-  const nextVersion = hasMore ? changes[changes.length - 1].version : Math.max(latestVersion, req.since);
+  const nextVersion = hasMore ? page[page.length - 1].version : Math.max(latestVersion, req.since);
+  // A record granted, revoked and granted again can appear twice: its last entry says it all.
+  const last = new Map(page.map((r, i) => [`${r.collection}:${r.id}`, i]));
+  const changes: Change[] = page
+    .filter((r, i) => last.get(`${r.collection}:${r.id}`) === i)
+    .map((r) => ({ collection: r.collection as string, op: r.is_deleted ? 'delete' : 'upsert', id: r.id, version: r.version, data: r.data }));
   return { changes, latestVersion, nextVersion, hasMore };
 }

@@ -38,7 +38,11 @@ export async function issueApiKey(db: Queryable, tenantId: string, userId: strin
 }
 
 /** Agents (users of a tenant), their API keys, activation. */
-export function createAgentsService(deps: { db: Db; onUserChanged: (userId: string) => void }): AgentsService {
+export function createAgentsService(deps: {
+  db: Db;
+  /** A user was deactivated, renamed or lost a key: caches and live sessions must forget it. */
+  onUserChanged: (tenantId: string, userId: string, revoked: boolean) => void;
+}): AgentsService {
   const { db } = deps;
   const mustFind = async (tenantId: string, agentCode: string) => {
     const user = await repo.findUserByCode(db, tenantId, agentCode);
@@ -77,7 +81,7 @@ export function createAgentsService(deps: { db: Db; onUserChanged: (userId: stri
     async update(tenantId, agentCode, patch) {
       const user = await repo.updateUser(db, tenantId, agentCode, patch);
       if (!user) throw notFound('Agent');
-      deps.onUserChanged(user.id);
+      deps.onUserChanged(tenantId, user.id, patch.isActive === false);
       return toUser(user);
     },
 
@@ -96,7 +100,7 @@ export function createAgentsService(deps: { db: Db; onUserChanged: (userId: stri
       if (!/^[0-9a-f-]{36}$/i.test(keyId) || !(await repo.revokeApiKey(db, tenantId, user.id, keyId))) {
         throw notFound('API key');
       }
-      deps.onUserChanged(user.id);
+      deps.onUserChanged(tenantId, user.id, true);
     },
   };
 }

@@ -40,13 +40,14 @@ export async function findUserById(db: Queryable, tenantId: string, userId: stri
   return rows[0];
 }
 
-/** Users whose agent code or email is `login`, across tenants (login names no tenant). */
-export async function findUsersByLogin(db: Queryable, login: string): Promise<UserRow[]> {
+/** Users whose agent code or email is `login`: in the tenant of slug `tenant`, or across tenants. */
+export async function findUsersByLogin(db: Queryable, login: string, tenant?: string): Promise<UserRow[]> {
   const { rows } = await db.query<UserRow>(
     `SELECT ${USER_COLUMNS} FROM users u
-      WHERE u.agent_code = $1 OR lower(u.email) = lower($1)
+      WHERE (u.agent_code = $1 OR lower(u.email) = lower($1))
+        AND ($2::text IS NULL OR u.tenant_id = (SELECT t.id FROM tenants t WHERE t.slug = $2))
       ORDER BY u.created_at LIMIT 10`,
-    [login],
+    [login, tenant ?? null],
   );
   return rows;
 }

@@ -120,17 +120,14 @@ export function createAuthService(deps: { db: Db; jwtSecret: string; cacheMs: nu
     },
 
     async login({ login, password, tenant }) {
-      const candidates = (await repo.findUsersByLogin(db, login)).filter((u) => u.passwordHash !== null);
+      // A named tenant scopes the login to it; otherwise the password must single out one user.
+      const candidates = (await repo.findUsersByLogin(db, login, tenant)).filter((u) => u.passwordHash !== null);
       const matches: repo.UserRow[] = [];
       for (const user of candidates) {
         if (await verifyPassword(user.passwordHash as string, password)) matches.push(user);
       }
-      let user = matches[0];
-      if (matches.length > 1) {
-        if (tenant === undefined) throw new AppError('CONFLICT', 'This login exists in several tenants: name the tenant');
-        const slugs = await db.query<{ id: string }>('SELECT id FROM tenants WHERE slug = $1', [tenant]);
-        user = matches.find((m) => m.tenantId === slugs.rows[0]?.id) as repo.UserRow;
-      }
+      if (matches.length > 1) throw new AppError('CONFLICT', 'This login exists in several tenants: name the tenant');
+      const user = matches[0];
       if (!user) throw unauthorized('Wrong login or password');
       activeOrThrow(user);
       await db.query('UPDATE users SET last_seen_at = now() WHERE id = $1', [user.id]);

@@ -1,4 +1,7 @@
-import type { CollectionDef } from '../../sync/collections.js';
+import { Type } from 'typebox';
+import { ContactCreate, ContactPatch } from '@fieldsync/protocol/contacts';
+import type { CollectionDef, FieldDef } from '../../sync/collections.js';
+import { normaliseContactFields } from './contacts.normalise.js';
 
 /** ISO-8601 UTC with milliseconds, as JSON everywhere else in the API. */
 export const isoSql = (col: string) => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
@@ -12,13 +15,51 @@ export const CONTACT_WIRE_SQL = `json_build_object(
   'createdByAgent', r.created_by_agent, 'isDeleted', r.is_deleted,
   'createdAt', ${isoSql('r.created_at')}, 'updatedAt', ${isoSql('r.updated_at')})`;
 
-export const contactsCollection: CollectionDef = {
-  name: 'contacts',
-  aliases: ['contact'],
-  table: 'contacts',
-  wireSql: CONTACT_WIRE_SQL,
-  scope: 'tenant',
-};
+const text = (column: string): FieldDef => ({ column, type: 'text' });
+
+/** Contacts as the sync engine sees them: tenant-wide, primary phone unique among live ones. */
+export function contactsCollection(opts: { defaultRegion: string }): CollectionDef {
+  return {
+    name: 'contacts',
+    aliases: ['contact'],
+    table: 'contacts',
+    wireSql: CONTACT_WIRE_SQL,
+    scope: 'tenant',
+    write: {
+      fields: {
+        firstName: text('first_name'),
+        lastName: text('last_name'),
+        phonePrimary: text('phone_primary'),
+        phoneSecondary: text('phone_secondary'),
+        email: text('email'),
+        company: text('company'),
+        notes: text('notes'),
+        externalId: text('external_id'),
+        doNotCall: { column: 'do_not_call', type: 'boolean' },
+        preferredChannel: text('preferred_channel'),
+        photoFileId: { column: 'photo_file_id', type: 'uuid' },
+        createdByAgent: text('created_by_agent'),
+      },
+      createSchema: ContactCreate,
+      updateSchema: Type.Omit(ContactPatch, ['version']),
+      operations: ['create', 'update', 'delete'],
+      defaults: {
+        lastName: null,
+        phoneSecondary: null,
+        email: null,
+        company: null,
+        notes: null,
+        externalId: null,
+        doNotCall: false,
+        preferredChannel: null,
+        photoFileId: null,
+      },
+      unique: ['phonePrimary'],
+      normalise: (fields) => normaliseContactFields(fields, opts.defaultRegion),
+      prepare: (op, fields, _before, ctx) => (op === 'create' ? { ...fields, createdByAgent: ctx.agentCode } : fields),
+    },
+  };
+}
 
 /** Writable wire fields and their columns: the only names that reach SQL. */
 export const CONTACT_COLUMNS = {

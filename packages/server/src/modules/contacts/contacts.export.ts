@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import { stringify } from 'csv-stringify';
 import type { Contact } from '@fieldsync/protocol/contacts';
 
@@ -19,12 +19,16 @@ const CSV_COLUMNS: (keyof Contact)[] = [
 export function exportStream(pages: AsyncGenerator<Contact[]>, format: ExportFormat): Readable {
   if (format === 'csv') {
     const csv = stringify({ header: true, columns: CSV_COLUMNS as string[], cast: { boolean: (b) => (b ? 'true' : 'false') } });
-    Readable.from(
-      (async function* () {
-        for await (const page of pages) for (const c of page) yield c;
-      })(),
-    ).pipe(csv);
-    return csv;
+    // pipeline, not pipe: a failing page must fail the response instead of leaving it hanging.
+    return pipeline(
+      Readable.from(
+        (async function* () {
+          for await (const page of pages) for (const c of page) yield c;
+        })(),
+      ),
+      csv,
+      () => {},
+    );
   }
   return Readable.from(
     (async function* () {

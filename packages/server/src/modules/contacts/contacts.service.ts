@@ -9,14 +9,15 @@ import type {
 } from '@fieldsync/protocol/contacts';
 import type { Change } from '@fieldsync/protocol/sync';
 import type { Db } from '../../db/db.js';
-import { AppError, invalid, notFound } from '../../errors.js';
+import { AppError, notFound } from '../../errors.js';
 import { appendAudit, diffRecords, type AuditEntry } from '../../sync/audit.js';
 import type { ChangeFeed } from '../../sync/feed.js';
 import { withTenantWrite } from '../../sync/versions.js';
 import type { Principal } from '../auth/principal.js';
 import { CONTACT_FIELDS, type ContactField } from './contacts.collection.js';
 import * as repo from './contacts.repository.js';
-import { phoneSearchDigits, toE164 } from './phone.js';
+import { normaliseContactFields } from './contacts.normalise.js';
+import { phoneSearchDigits } from './phone.js';
 
 /** Who wrote a change: stamped on the audit log and used to skip the echo. */
 export interface Actor {
@@ -56,25 +57,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultRegion: string }): ContactsService {
   const { db, feed } = deps;
 
-  /** Phones to E.164 and email to lower case; an invalid phone is a 400 naming the field. */
-  const normalise = <T extends Partial<Record<ContactField, unknown>>>(input: T): T => {
-    const out: T = { ...input };
-    for (const field of ['phonePrimary', 'phoneSecondary'] as const) {
-      const raw = out[field];
-      if (typeof raw === 'string') {
-        if (field === 'phoneSecondary' && raw.trim() === '') {
-          (out as Record<string, unknown>)[field] = null;
-          continue;
-        }
-        const e164 = toE164(raw, deps.defaultRegion);
-        if (!e164) throw invalid(field, 'is not a valid phone number');
-        (out as Record<string, unknown>)[field] = e164;
-      }
-    }
-    if (typeof out.firstName === 'string' && out.firstName.trim() === '') throw invalid('firstName', 'must not be blank');
-    if (typeof out.email === 'string') (out as Record<string, unknown>).email = out.email.toLowerCase();
-    return out;
-  };
+  const normalise = <T extends Record<string, unknown>>(input: T): T => normaliseContactFields(input, deps.defaultRegion);
 
   const auditOf = (actor: Actor, action: AuditEntry['action'], before: Contact | undefined, after: Contact): AuditEntry => ({
     tenantId: actor.tenantId,

@@ -1,23 +1,24 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
-import type { Heartbeat } from '@fieldsync/protocol/devices';
+import { Heartbeat } from '@fieldsync/protocol/devices';
 import { Ok } from '@fieldsync/protocol/envelope';
 import { Delta, DeltaQuery } from '@fieldsync/protocol/sync';
 import { principalOf } from '../../http/auth.hook.js';
 import { secured, withErrors } from '../../http/schemas.js';
 import type { SyncService } from '../../sync/sync.service.js';
 
-/** Device facts a client may send as headers on any sync request. */
+/** Device facts a client may send as headers on any sync request; one longer than the heartbeat allows is ignored. */
 export function deviceFactsOf(request: FastifyRequest): Heartbeat {
-  const header = (name: string) => {
+  const header = (name: string, field: 'platform' | 'appVersion' | 'osVersion' | 'networkType') => {
     const value = request.headers[name];
-    return typeof value === 'string' && value.length <= 64 ? value : undefined;
+    const maxLength = (Heartbeat.properties[field] as { maxLength?: number }).maxLength ?? 64;
+    return typeof value === 'string' && value.length <= maxLength ? value : undefined;
   };
   return {
-    platform: header('x-platform'),
-    appVersion: header('x-app-version'),
-    osVersion: header('x-os-version'),
-    networkType: header('x-network-type'),
+    platform: header('x-platform', 'platform'),
+    appVersion: header('x-app-version', 'appVersion'),
+    osVersion: header('x-os-version', 'osVersion'),
+    networkType: header('x-network-type', 'networkType'),
   };
 }
 

@@ -58,7 +58,8 @@ export function createTenantsService(deps: { db: Db }): TenantsService {
         // Instances starting together against one empty database: only one bootstraps.
         await tx.query('SELECT pg_advisory_xact_lock(7240312)');
         const existing = await tx.query('SELECT 1 FROM tenants LIMIT 1');
-        if (existing.rowCount > 0) return undefined;
+        // rows, not rowCount: PGlite reports 0 as the rowCount of a SELECT.
+        if (existing.rows.length > 0) return undefined;
         const { apiKey } = await createIn(tx, { slug: 'default', name: 'Default' }, adminKey);
         return { apiKey, generated: adminKey === undefined };
       });

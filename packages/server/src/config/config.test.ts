@@ -1,0 +1,146 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config.js';
+
+/** The problems loadConfig reports for `env`, or [] when it accepts it. */
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+}
+
+describe('loadConfig', () => {
+  it('gives the documented defaults for an empty environment', () => {
+    expect(loadConfig({})).toMatchObject({
+      port: 3000,
+      host: '0.0.0.0',
+      dataDir: './data',
+      databaseUrl: undefined,
+      redisUrl: undefined,
+      jwtSecret: undefined,
+      corsOrigin: undefined,
+      logLevel: 'info',
+      logDir: undefined,
+      rateLimitPerMinute: 100,
+      bootstrapAdminKey: undefined,
+      defaultPhoneRegion: 'US',
+    });
+  });
+
+  it('reads every documented key', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      HOST: '127.0.0.1',
+      DATA_DIR: '/var/lib/fieldsync',
+      DATABASE_URL: 'postgres://fs:pw@db:5432/fieldsync',
+      REDIS_URL: 'redis://cache:6379',
+      JWT_SECRET: 'x'.repeat(32),
+      CORS_ORIGIN: 'https://app.example.com, http://localhost:5173',
+      LOG_LEVEL: 'debug',
+      LOG_DIR: '/var/log/fieldsync',
+      RATE_LIMIT_PER_MINUTE: '0',
+      FIELDSYNC_BOOTSTRAP_ADMIN_KEY: 'fsk_bootstrap_0123456789',
+      DEFAULT_PHONE_REGION: 'gb',
+    });
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '127.0.0.1',
+      dataDir: '/var/lib/fieldsync',
+      databaseUrl: 'postgres://fs:pw@db:5432/fieldsync',
+      redisUrl: 'redis://cache:6379',
+      jwtSecret: 'x'.repeat(32),
+      corsOrigin: ['https://app.example.com', 'http://localhost:5173'],
+      logLevel: 'debug',
+      logDir: '/var/log/fieldsync',
+      rateLimitPerMinute: 0,
+      bootstrapAdminKey: 'fsk_bootstrap_0123456789',
+      defaultPhoneRegion: 'GB',
+    });
+  });
+
+  it('treats blank values as unset', () => {
+    const config = loadConfig({ PORT: '', DATABASE_URL: '  ', LOG_LEVEL: '', RATE_LIMIT_PER_MINUTE: ' ', CORS_ORIGIN: '' });
+    expect(config).toMatchObject({ port: 3000, databaseUrl: undefined, logLevel: 'info', rateLimitPerMinute: 100, corsOrigin: undefined });
+  });
+
+  it('reports every bad key at once, in one ConfigError', () => {
+    const problems = problemsOf({
+      PORT: 'http',
+      DATABASE_URL: 'not a url',
+      REDIS_URL: 'http://cache:6379',
+      JWT_SECRET: 'short',
+      LOG_LEVEL: 'loud',
+      RATE_LIMIT_PER_MINUTE: '-1',
+      FIELDSYNC_BOOTSTRAP_ADMIN_KEY: 'tiny',
+      DEFAULT_PHONE_REGION: 'USA',
+    });
+    const keys = ['PORT', 'DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'LOG_LEVEL', 'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION'];
+    expect(problems).toHaveLength(keys.length);
+    for (const key of keys) expect(problems.filter((p) => p.startsWith(`${key} `))).toHaveLength(1);
+  });
+
+  it('puts every problem in the error message, one per line', () => {
+    try {
+      loadConfig({ PORT: '99999', LOG_LEVEL: 'loud' });
+      expect.unreachable();
+    } catch (error) {
+      expect((error as Error).message).toBe(
+        'Invalid configuration:\n  - LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "loud")\n  - PORT must be an integer between 0 and 65535 (got "99999")',
+      );
+    }
+  });
+
+  it.each(['70000', '-1', '3.5', '1e3', '0x10', '80 80', 'abc'])('refuses PORT=%s', (port) => {
+    expect(problemsOf({ PORT: port })).toEqual([expect.stringContaining('PORT')]);
+  });
+
+  it('accepts a PORT with surrounding spaces, and 0 (any free port)', () => {
+    expect(loadConfig({ PORT: ' 8080 ' }).port).toBe(8080);
+    expect(loadConfig({ PORT: '0' }).port).toBe(0);
+  });
+
+  it('accepts postgres: and postgresql: database URLs and rediss: for Redis, nothing else', () => {
+    expect(loadConfig({ DATABASE_URL: 'postgresql://db/x' }).databaseUrl).toBe('postgresql://db/x');
+    expect(loadConfig({ REDIS_URL: 'rediss://cache:6380' }).redisUrl).toBe('rediss://cache:6380');
+    expect(problemsOf({ DATABASE_URL: 'mysql://db/x' })).toEqual([expect.stringContaining('DATABASE_URL')]);
+    expect(problemsOf({ REDIS_URL: 'cache:6379:x' })).toEqual([expect.stringContaining('REDIS_URL')]);
+  });
+
+  it('never echoes a database URL or a secret in its problems', () => {
+    const problems = problemsOf({ DATABASE_URL: 'postgres//user:hunter2@db', JWT_SECRET: 'hunter2-short', FIELDSYNC_BOOTSTRAP_ADMIN_KEY: 'hunter2' });
+    expect(problems).toHaveLength(3);
+    for (const problem of problems) expect(problem).not.toContain('hunter2');
+  });
+
+  it('takes LOG_LEVEL in any case', () => {
+    expect(loadConfig({ LOG_LEVEL: 'WARN' }).logLevel).toBe('warn');
+    expect(loadConfig({ LOG_LEVEL: 'silent' }).logLevel).toBe('silent');
+  });
+
+  it('takes CORS_ORIGIN as * or a list of exact origins, and refuses what could never match', () => {
+    expect(loadConfig({ CORS_ORIGIN: '*' }).corsOrigin).toBe('*');
+    expect(loadConfig({ CORS_ORIGIN: 'https://a.example.com,' }).corsOrigin).toEqual(['https://a.example.com']);
+    expect(problemsOf({ CORS_ORIGIN: 'https://a.example.com/, app.example.com' })).toEqual([
+      expect.stringMatching(/CORS_ORIGIN.*"https:\/\/a\.example\.com\/", "app\.example\.com"/),
+    ]);
+  });
+
+  it('bounds RATE_LIMIT_PER_MINUTE and SHUTDOWN_GRACE_MS', () => {
+    expect(loadConfig({ RATE_LIMIT_PER_MINUTE: '5', SHUTDOWN_GRACE_MS: '0' })).toMatchObject({ rateLimitPerMinute: 5, shutdownGraceMs: 0 });
+    expect(problemsOf({ RATE_LIMIT_PER_MINUTE: '1000001', SHUTDOWN_GRACE_MS: '1h' })).toHaveLength(2);
+  });
+
+  it('reads process.env when given no argument', () => {
+    const saved = process.env.PORT;
+    process.env.PORT = '4321';
+    try {
+      expect(loadConfig().port).toBe(4321);
+    } finally {
+      if (saved === undefined) delete process.env.PORT;
+      else process.env.PORT = saved;
+    }
+  });
+});

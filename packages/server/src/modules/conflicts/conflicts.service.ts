@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../../db/db.js';
+import { AppError, notFound } from '../../errors.js';
+import type { CollectionRegistry } from '../../sync/collections.js';
+import { STRATEGIES, type Policy } from '../../sync/conflicts.js';
+import type { PolicyStore } from '../../sync/policies.js';
+import type { PushEngine } from '../../sync/push.js';
+import { isoSql } from '../contacts/contacts.collection.js';
+import type { Principal } from '../auth/principal.js';
+
+export interface ConflictRecord {
+  id: string;
+  collection: string;
+  recordId: string;
+  deviceId: string | null;
+  userId: string | null;
+  strategy: string;
+  clientChange: Record<string, unknown>;
+  serverBefore: Record<string, unknown> | null;
+  outcome: string;
+  status: string;
+  resolution: string | null;
+  resolverId: string | null;
+  resolvedAt: string | null;
+  createdAt: string;
+}
+
+export interface ConflictsService {
+  listPolicies(tenantId: string): Promise<({ collection: string } & Policy)[]>;
+  setPolicy(tenantId: string, collection: string, policy: Policy): Promise<{ collection: string } & Policy>;
+  list(tenantId: string, query: { status?: string; collection?: string; limit: number; page: number }): Promise<{ items: ConflictRecord[]; total: number }>;
+  /** Resolves a pending conflict; the result is a new version of the record that syncs to all. */
+  resolve(p: Principal, id: string, choice: { choose: 'server' | 'client' | 'merged'; data?: Record<string, unknown> }): Promise<ConflictRecord>;
+}
+
+const COLUMNS = `c.id, c.collection, c.record_id AS "recordId", c.device_id AS "deviceId", c.user_id AS "userId", c.strategy,
+  c.client_change AS "clientChange", c.server_before AS "serverBefore", c.outcome, c.status, c.resolution,
+  c.resolver_id AS "resolverId", ${isoSql('c.resolved_at')} AS "resolvedAt", ${isoSql('c.created_at')} AS "createdAt"`;
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Conflict policies per collection, the conflict log and the manual review queue. */
+export function createConflictsService(deps: { db: Db; registry: CollectionRegistry; policies: PolicyStore; push: PushEngine }): ConflictsService {
+  const { db } = deps;
+  const find = async (tenantId: string, id: string) => {
+    if (!UUID_RE.test(id)) return undefined;
+    const { rows } = await db.query<ConflictRecord>(`SELECT ${COLUMNS} FROM conflicts c WHERE c.tenant_id = $1 AND c.id = $2`, [tenantId, id]);
+    return rows[0];
+  };
+
+  return {
+    listPolicies: (tenantId) => deps.policies.list(db, tenantId),
+
+    async setPolicy(tenantId, collection, policy) {
+      const def = deps.registry.resolve(collection);
+      if (!def?.write) throw new AppError('NOT_FOUND', `No synced collection "${collection}"`);
+      if (!STRATEGIES.includes(policy.strategy)) throw new AppError('VALIDATION_FAILED', `Unknown strategy ${policy.strategy}`);
+      if (policy.strategy === 'preserve_escalation') {
+        const fields = Object.keys(policy.monotonic ?? {});
+        if (fields.length === 0) throw new AppError('VALIDATION_FAILED', 'preserve_escalation needs `monotonic` fields', [{ field: 'monotonic', message: 'required' }]);
+        const unknown = fields.filter((f) => !(f in def.write!.fields));
+        if (unknown.length > 0) throw new AppError('VALIDATION_FAILED', `Unknown field(s) of ${def.name}: ${unknown.join(', ')}`, [{ field: 'monotonic', message: 'unknown field' }]);
+      } else if (policy.monotonic) {
+        throw new AppError('VALIDATION_FAILED', '`monotonic` applies to preserve_escalation only', [{ field: 'monotonic', message: 'not allowed' }]);
+      }
+      await deps.policies.set(db, tenantId, def.name, policy);
+      return { collection: def.name, ...policy };
+    },
+
+    async list(tenantId, query) {
+      const params: unknown[] = [tenantId];
+      const clauses = ['c.tenant_id = $1'];
+      if (query.status) {
+        params.push(query.status);
+        clauses.push(`c.status = $${params.length}`);
+      }
+      if (query.collection) {
+        params.push(deps.registry.resolve(query.collection)?.name ?? query.collection);
+        clauses.push(`c.collection = $${params.length}`);
+      }
+      const where = clauses.join(' AND ');
+      const [items, count] = await Promise.all([
+        db.query<ConflictRecord>(
+          `SELECT ${COLUMNS} FROM conflicts c WHERE ${where} ORDER BY c.created_at DESC, c.id LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+          [...params, query.limit, (query.page - 1) * query.limit],
+        ),
+        db.query<{ total: number }>(`SELECT count(*)::int AS total FROM conflicts c WHERE ${where}`, params),
+      ]);
+      return { items: items.rows, total: count.rows[0].total };
+    },
+
+    async resolve(p, id, choice) {
+      const conflict = await find(p.tenantId, id);
+      if (!conflict) throw notFound('Conflict');
+      if (conflict.status !== 'pending') throw new AppError('CONFLICT', `This conflict is ${conflict.status}, not pending`);
+      const client = conflict.clientChange as { operation?: string; data?: Record<string, unknown> };
+      let change: Record<string, unknown>;
+      if (choice.choose === 'server') change = { operation: 'update', data: {} };
+      else if (choice.choose === 'client') change = client.operation === 'delete' ? { operation: 'delete' } : { operation: 'update', data: client.data ?? {} };
+      else {
+        if (!choice.data || Object.keys(choice.data).length === 0) {
+          throw new AppError('VALIDATION_FAILED', 'choose "merged" needs `data`', [{ field: 'data', message: 'required' }]);
+        }
+        change = { operation: 'update', data: choice.data };
+      }
+      const caller = { tenantId: p.tenantId, userId: p.userId, agentCode: p.agentCode, deviceId: p.deviceId ?? 'review' };
+      const outcome = await deps.push.apply(
+        caller,
+        [{ changeId: randomUUID(), entityType: conflict.collection, id: conflict.recordId, timestamp: Date.now(), ...change }],
+        {
+          receipts: false,
+          force: true,
+          touch: true,
+          // Inside the write: only one resolver wins a pending conflict.
+          within: async (tx) => {
+            const { rowCount } = await tx.query(
+              `UPDATE conflicts SET status = 'resolved', resolution = $3, resolved_data = $4, resolver_id = $5, resolved_at = now()
+                WHERE tenant_id = $1 AND id = $2 AND status = 'pending'`,
+              [p.tenantId, id, choice.choose, choice.data ? JSON.stringify(choice.data) : null, p.userId],
+            );
+            if (rowCount === 0) throw new AppError('CONFLICT', 'This conflict was resolved meanwhile');
+          },
+        },
+      );
+      const { ack } = outcome.results[0];
+      if (!ack.success) throw new AppError(ack.code ?? 'VALIDATION_FAILED', ack.error ?? 'The resolution could not be applied');
+      return (await find(p.tenantId, id)) as ConflictRecord;
+    },
+  };
+}

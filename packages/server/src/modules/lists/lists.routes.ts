@@ -1,0 +1,56 @@
+import { Type, type TObject, type TSchema } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Ok } from '@fieldsync/protocol/envelope';
+import { Category, CategoryCreate, CategoryUpdate, Item, ItemCreate, ItemUpdate, Space, SpaceCreate, SpaceUpdate } from '@fieldsync/protocol/lists';
+import { principalOf } from '../../http/auth.hook.js';
+import { IdParams, secured, withErrors } from '../../http/schemas.js';
+import type { ListCollection, ListsService } from './lists.service.js';
+
+/** An update body plus the optional `version` for optimistic concurrency (409 when stale). */
+const withVersion = (schema: TObject) =>
+  Type.Object({ ...schema.properties, version: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });
+
+const ListQuery = Type.Object(
+  {
+    spaceId: Type.Optional(Type.String({ format: 'uuid' })),
+    categoryId: Type.Optional(Type.String({ format: 'uuid' })),
+    includeDeleted: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+/** REST for spaces, categories and items (SPEC §6): the same rules as a push. */
+export function listsRoutes(deps: { lists: ListsService }): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const mount = (collection: ListCollection, record: TSchema, create: TSchema, update: TObject) => {
+      const tags = ['lists'];
+      const path = `/api/${collection}`;
+      app.get(path, { schema: { tags, ...secured, querystring: ListQuery, response: withErrors({ 200: Ok(Type.Array(record)) }) } }, async (request) => ({
+        success: true as const,
+        data: await deps.lists.list(principalOf(request), collection, request.query),
+      }));
+      app.post(path, { schema: { tags, ...secured, body: create, response: withErrors({ 201: Ok(record) }) } }, async (request, reply) =>
+        reply.status(201).send({ success: true as const, data: await deps.lists.create(principalOf(request), collection, request.body as Record<string, unknown>) }),
+      );
+      app.get(`${path}/:id`, { schema: { tags, ...secured, params: IdParams, response: withErrors({ 200: Ok(record) }) } }, async (request) => ({
+        success: true as const,
+        data: await deps.lists.get(principalOf(request), collection, request.params.id),
+      }));
+      app.patch(
+        `${path}/:id`,
+        { schema: { tags, ...secured, params: IdParams, body: withVersion(update), response: withErrors({ 200: Ok(record) }) } },
+        async (request) => {
+          const { version, ...fields } = request.body as Record<string, unknown> & { version?: number };
+          return { success: true as const, data: await deps.lists.update(principalOf(request), collection, request.params.id, fields, version) };
+        },
+      );
+      app.delete(`${path}/:id`, { schema: { tags, ...secured, params: IdParams, response: withErrors({ 204: Type.Null() }) } }, async (request, reply) => {
+        await deps.lists.remove(principalOf(request), collection, request.params.id);
+        return reply.status(204).send(null);
+      });
+    };
+    mount('spaces', Space, SpaceCreate, SpaceUpdate);
+    mount('categories', Category, CategoryCreate, CategoryUpdate);
+    mount('items', Item, ItemCreate, ItemUpdate);
+  };
+}

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backends, openTestDb, type TestDb } from '../../test/helpers/test-db.js';
+import type { Db } from '../db/db.js';
+import { AppError } from '../errors.js';
+import { CollectionRegistry, type CollectionDef } from './collections.js';
+import { pullChanges, resolveCollections } from './pull.js';
+import { withTenantWrite } from './versions.js';
+
+/** Two synced collections of the test's own, so the merge in version order is exercised without any domain module. */
+const collectionOf = (name: string, table: string): CollectionDef => ({
+  name,
+  aliases: [name.replace(/s$/, '')],
+  table,
+  wireSql: `json_build_object('id', r.id, 'version', r.version, 'body', r.body, 'isDeleted', r.is_deleted)`,
+  scope: 'tenant',
+});
+const cards = collectionOf('testCards', 'test_cards');
+const notes = collectionOf('testNotes', 'test_notes');
+
+describe.each(backends)('pullChanges on %s', (backend) => {
+  let testDb: TestDb;
+  let db: Db;
+  const registry = new CollectionRegistry();
+  registry.register(cards);
+  registry.register(notes);
+  const both = [cards, notes];
+
+  beforeAll(async () => {
+    testDb = await openTestDb(backend);
+    db = testDb.db;
+    for (const table of ['test_cards', 'test_notes']) {
+      await db.exec(`CREATE TABLE ${table} (
+        tenant_id uuid NOT NULL, id uuid PRIMARY KEY DEFAULT gen_random_uuid(), version bigint NOT NULL,
+        is_deleted boolean NOT NULL DEFAULT false, body text NOT NULL, UNIQUE (tenant_id, version))`);
+    }
+  });
+  afterAll(async () => {
+    await testDb?.drop();
+  });
+
+  let seq = 0;
+  const newTenant = async () => {
+    const { rows } = await db.query<{ id: string }>('INSERT INTO tenants (slug, name) VALUES ($1, $1) RETURNING id', [`p-${backend}-${++seq}`]);
+    await db.query('INSERT INTO tenant_versions (tenant_id) VALUES ($1)', [rows[0].id]);
+    return rows[0].id;
+  };
+
+  /** Writes `kinds` in one transaction, one version each: 'c' a card, 'n' a note. Returns the ids in version order. */
+  const write = async (tenantId: string, kinds: string) => {
+    const committed = await withTenantWrite(db, tenantId, async (tx) => {
+      const ids: string[] = [];
+      for (const kind of kinds) {
+        const version = tx.nextVersion();
+        const { rows } = await tx.query<{ id: string }>(
+          `INSERT INTO ${kind === 'c' ? 'test_cards' : 'test_notes'} (tenant_id, version, body) VALUES ($1, $2, $3) RETURNING id`,
+          [tenantId, version, `${kind} ${version}`],
+        );
+        ids.push(rows[0].id);
+      }
+      return ids;
+    });
+    return committed.result;
+  };
+
+  it('merges several collections in version order and pages across them, each change exactly once', async () => {
+    const tenantId = await newTenant();
+    const kinds = 'cnnc' + 'ncc' + 'n';
+    const ids = [...(await write(tenantId, 'cnnc')), ...(await write(tenantId, 'ncc')), ...(await write(tenantId, 'n'))];
+    const all = await pullChanges(db, both, { tenantId, since: 0, limit: 100 });
+    expect(all.changes.map((c) => [c.version, c.collection, c.id, c.op])).toEqual(
+      ids.map((id, i) => [i + 1, kinds[i] === 'c' ? 'testCards' : 'testNotes', id, 'upsert']),
+    );
+    expect(all).toMatchObject({ latestVersion: 8, nextVersion: 8, hasMore: false });
+    expect(all.changes[1].data).toEqual({ id: ids[1], version: 2, body: 'n 2', isDeleted: false });
+
+    for (const limit of [1, 2, 3, 4, 7, 8]) {
+      const seen: number[] = [];
+      let since = 0;
+      let pages = 0;
+      for (;;) {
+        const page = await pullChanges(db, both, { tenantId, since, limit });
+        pages++;
+        expect(page.changes.length).toBeLessThanOrEqual(limit);
+        seen.push(...page.changes.map((c) => c.version));
+        if (page.hasMore) expect(page.nextVersion).toBe(page.changes[limit - 1].version);
+        since = page.nextVersion;
+        if (!page.hasMore) break;
+      }
+      expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(pages).toBe(Math.ceil(8 / limit));
+      expect(since).toBe(8);
+    }
+  });
+
+  it('returns only the requested collections and moves the checkpoint past the others', async () => {
+    const tenantId = await newTenant();
+    await write(tenantId, 'cncnnc');
+    const first = await pullChanges(db, [notes], { tenantId, since: 0, limit: 2 });
+    expect(first.changes.map((c) => [c.collection, c.version])).toEqual([
+      ['testNotes', 2],
+      ['testNotes', 4],
+    ]);
+    expect(first).toMatchObject({ hasMore: true, nextVersion: 4 });
+    const rest = await pullChanges(db, [notes], { tenantId, since: 4, limit: 2 });
+    expect(rest.changes.map((c) => c.version)).toEqual([5]);
+    expect(rest).toMatchObject({ hasMore: false, nextVersion: 6, latestVersion: 6 });
+  });
+
+  it('reports a tombstone as op "delete" at its new version, once', async () => {
+    const tenantId = await newTenant();
+    const [id] = await write(tenantId, 'c');
+    await withTenantWrite(db, tenantId, (tx) =>
+      tx.query('UPDATE test_cards SET is_deleted = true, version = $3 WHERE tenant_id = $1 AND id = $2', [tenantId, id, tx.nextVersion()]),
+    );
+    const delta = await pullChanges(db, both, { tenantId, since: 0, limit: 10 });
+    expect(delta.changes).toEqual([{ collection: 'testCards', op: 'delete', id, version: 2, data: { id, version: 2, body: 'c 1', isDeleted: true } }]);
+  });
+
+  it('answers NOT_FOUND for a tenant without a version row', async () => {
+    await expect(pullChanges(db, both, { tenantId: '00000000-0000-4000-8000-000000000000', since: 0, limit: 1 })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+  });
+
+  it('resolves plural and singular names once each, every collection when none are named, and rejects unknown ones', () => {
+    expect(resolveCollections(registry, undefined)).toEqual(both);
+    expect(resolveCollections(registry, [])).toEqual(both);
+    expect(resolveCollections(registry, ['testCard', 'testCards', 'testNote'])).toEqual(both);
+    let error: unknown;
+    try {
+      resolveCollections(registry, ['testCards', 'gadgets']);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(AppError);
+    expect(error).toMatchObject({ code: 'VALIDATION_FAILED', status: 400, details: [{ field: 'collections' }] });
+    expect((error as Error).message).toContain('gadgets');
+  });
+
+  it('refuses a collection name registered twice and leaves none of the refused names behind', () => {
+    const local = new CollectionRegistry();
+    local.register(cards);
+    expect(() => local.register({ ...notes, name: 'other', aliases: ['testCard'] })).toThrow(/twice/);
+    expect(local.resolve('other')).toBeUndefined();
+    expect(local.all()).toEqual([cards]);
+    expect(() => local.register({ ...notes, name: 'same', aliases: ['same'] })).toThrow(/twice/);
+    expect(local.resolve('same')).toBeUndefined();
+  });
+});
