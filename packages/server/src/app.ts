@@ -32,6 +32,7 @@ import { tenantsRoutes } from './modules/tenants/tenants.routes.js';
 import { createTenantsService } from './modules/tenants/tenants.service.js';
 import { createGateway, type Gateway } from './realtime/gateway.js';
 import { sha256 } from './modules/auth/credentials.js';
+import { createMaintenanceJob } from './jobs/maintenance.job.js';
 import { CollectionRegistry } from './sync/collections.js';
 import { ChangeFeed } from './sync/feed.js';
 import { createSyncService } from './sync/sync.service.js';
@@ -208,8 +209,10 @@ export async function buildApp(deps: AppDeps) {
   });
   await app.ready();
   await devices.run();
+  const maintenance = createMaintenanceJob({ db, logger, intervalMs: 60 * 60 * 1000 });
+  await maintenance.run();
 
-  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies };
+  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies, maintenance };
   return {
     app: app as unknown as FastifyInstance,
     gateway: realtime,
@@ -218,7 +221,7 @@ export async function buildApp(deps: AppDeps) {
     async close() {
       await app.close();
       realtime.io.close();
-      await devices.stop();
+      await Promise.all([devices.stop(), maintenance.stop()]);
       // quit() waits for a connection a Redis that is down never gives: disconnect those.
       const quit = async (client?: Redis) => {
         if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());
