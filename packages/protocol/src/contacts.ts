@@ -43,22 +43,13 @@ export const ContactCreate = Type.Object(
 );
 export type ContactCreate = Static<typeof ContactCreate>;
 
+/** The fields of a contact update, all optional. */
+export const ContactUpdate = Type.Partial(ContactCreate, { additionalProperties: false });
+export type ContactUpdate = Static<typeof ContactUpdate>;
+
 /** A partial update; `version` asks for optimistic concurrency (409 when stale). */
 export const ContactPatch = Type.Object(
-  {
-    firstName: Type.Optional(ContactFields.firstName),
-    phonePrimary: Type.Optional(ContactFields.phonePrimary),
-    lastName: Type.Optional(ContactFields.lastName),
-    phoneSecondary: Type.Optional(ContactFields.phoneSecondary),
-    email: Type.Optional(ContactFields.email),
-    company: Type.Optional(ContactFields.company),
-    notes: Type.Optional(ContactFields.notes),
-    externalId: Type.Optional(ContactFields.externalId),
-    doNotCall: Type.Optional(ContactFields.doNotCall),
-    preferredChannel: Type.Optional(ContactFields.preferredChannel),
-    photoFileId: Type.Optional(ContactFields.photoFileId),
-    version: Type.Optional(Type.Integer({ minimum: 0 })),
-  },
+  { ...ContactUpdate.properties, version: Type.Optional(Type.Integer({ minimum: 0 })) },
   { additionalProperties: false },
 );
 export type ContactPatch = Static<typeof ContactPatch>;

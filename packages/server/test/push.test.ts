@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends } from './helpers/test-db.js';
 import { createAgent, startTestApp, uniquePhone, type TestApp } from './helpers/test-app.js';
+import { authedProbe, closeAll, quiet } from './helpers/sockets.js';
 
 const ts = (offsetMs = 0) => new Date(Date.now() + offsetMs).toISOString();
 
@@ -139,5 +140,34 @@ describe.each(backends)('POST /api/sync on %s', (backend) => {
     await app.api('PATCH', `/api/spaces/${space}`, { key: agent.apiKey, body: { collaborators: [] } });
     const lost = await app.api('GET', `/api/sync/delta?version=${next}&collections=spaces,categories,items`, { key: other.apiKey });
     expect(lost.body.data.changes.map((c: { op: string }) => c.op)).toEqual(['delete', 'delete', 'delete']);
+  });
+
+  it('emits contact_created and contact_updated with stored timestamps for pushed contacts, not to the pushing device', async () => {
+    const other = await createAgent(app, `E-${backend}`);
+    const watcher = await authedProbe(app.url, { apiKey: other.apiKey, deviceId: 'watcher' });
+    const writer = await authedProbe(app.url, { apiKey: agent.apiKey, deviceId: 'dev-8' });
+    try {
+      const res = await push({
+        deviceId: 'dev-8',
+        changes: [
+          { localId: 'e-1', entityType: 'contacts', operation: 'create', timestamp: ts(), data: { firstName: 'Ev', phonePrimary: uniquePhone() } },
+          { localId: 'e-1', entityType: 'contacts', operation: 'update', timestamp: ts(1), data: { notes: 'met' } },
+        ],
+      });
+      const id = res.body.data.acknowledged[0].serverId;
+      const created = await watcher.waitFor('contact_created', (p) => p.contact.id === id);
+      expect(created).toMatchObject({ createdBy: `P-${backend}`, contact: { firstName: 'Ev' } });
+      expect(Date.parse(created.contact.createdAt)).toBeGreaterThan(0);
+      const updated = await watcher.waitFor('contact_updated', (p) => p.contact.id === id);
+      expect(updated).toMatchObject({ updatedBy: `P-${backend}`, contact: { notes: 'met' } });
+      const stored = (await app.api('GET', `/api/contacts/${id}`)).body.data;
+      const changes = await watcher.waitFor('changes', (p) => p.changes.some((c: { id: string }) => c.id === id));
+      expect(changes.changes.find((c: { id: string }) => c.id === id).data).toEqual(stored);
+      await quiet();
+      expect(writer.all('contact_created')).toEqual([]);
+      expect(writer.all('changes').flatMap((p) => p.changes)).toEqual([]);
+    } finally {
+      closeAll(watcher, writer);
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/db.js';
@@ -6,8 +6,17 @@ import { AppError } from '../errors.js';
 import { principalOf } from './auth.hook.js';
 
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
-/** How long a request may hold its key in flight before another may take it over. */
+/** How long a request may hold its key in flight (in memory) before another may take it over. */
 const IN_FLIGHT_TTL_MS = 120_000;
+/**
+ * In Redis the in-flight mark outlives a crashed process, so it lives only this long unless
+ * the running request renews it: a killed request's key is free again within seconds.
+ */
+const REDIS_IN_FLIGHT_TTL_MS = 5_000;
+const REDIS_RENEW_MS = 1_500;
+// Compare-and-set: a request renews or removes only its own mark, never a successor's.
+const RENEW_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 
 declare module 'fastify' {
@@ -16,7 +25,7 @@ declare module 'fastify' {
     idempotent?: boolean;
   }
   interface FastifyRequest {
-    idempotency?: { scope: string; key: string; bodyHash: string; tenantId: string; principal: string };
+    idempotency?: { scope: string; key: string; bodyHash: string; tenantId: string; principal: string; token: string };
   }
 }
 
@@ -36,24 +45,43 @@ interface Stored {
  */
 export function registerIdempotency(app: FastifyInstance, deps: { db: Db; redis?: Redis }): void {
   const { db, redis } = deps;
-  const local = new Map<string, number>();
+  const local = new Map<string, { token: string; until: number }>();
+  const lockKey = (scope: string) => `fieldsync:idem:lock:${scope}`;
+  const renewals = new Map<string, NodeJS.Timeout>();
+  const stopRenewal = (token: string) => {
+    clearInterval(renewals.get(token));
+    renewals.delete(token);
+  };
 
-  const acquire = async (scope: string): Promise<boolean> => {
+  /** Marks `scope` in flight; the mark's token, or undefined when another request holds it. */
+  const acquire = async (scope: string, reply: FastifyReply): Promise<string | undefined> => {
+    const token = randomUUID();
     if (redis) {
+      let ok: boolean;
       try {
-        return (await redis.set(`fieldsync:idem:lock:${scope}`, '1', 'PX', IN_FLIGHT_TTL_MS, 'NX')) === 'OK';
+        ok = (await redis.set(lockKey(scope), token, 'PX', REDIS_IN_FLIGHT_TTL_MS, 'NX')) === 'OK';
       } catch {
         throw new AppError('UNAVAILABLE', 'Idempotency-Key requests need Redis, which is unreachable; retry later', undefined, { 'retry-after': '5' });
       }
+      if (!ok) return undefined;
+      // Renewed while the response is open; a crash or a hung-up client lets the mark expire.
+      const renew = setInterval(() => {
+        redis.eval(RENEW_SCRIPT, 1, lockKey(scope), token, String(REDIS_IN_FLIGHT_TTL_MS)).catch(() => {});
+      }, REDIS_RENEW_MS);
+      renew.unref();
+      renewals.set(token, renew);
+      reply.raw.once('close', () => stopRenewal(token));
+      return token;
     }
-    const until = local.get(scope);
-    if (until !== undefined && until > Date.now()) return false;
-    local.set(scope, Date.now() + IN_FLIGHT_TTL_MS);
-    return true;
+    const held = local.get(scope);
+    if (held !== undefined && held.until > Date.now()) return undefined;
+    local.set(scope, { token, until: Date.now() + IN_FLIGHT_TTL_MS });
+    return token;
   };
-  const release = async (scope: string) => {
-    if (redis) await redis.del(`fieldsync:idem:lock:${scope}`).catch(() => {});
-    else local.delete(scope);
+  const release = async (scope: string, token: string) => {
+    stopRenewal(token);
+    if (redis) await redis.eval(RELEASE_SCRIPT, 1, lockKey(scope), token).catch(() => {});
+    else if (local.get(scope)?.token === token) local.delete(scope);
   };
 
   const lookup = async (tenantId: string, principal: string, key: string, scope: string): Promise<Stored | undefined> => {
@@ -91,16 +119,17 @@ export function registerIdempotency(app: FastifyInstance, deps: { db: Db; redis?
 
     const stored = await lookup(p.tenantId, principal, header, scope);
     if (stored) return replayOrReject(reply, stored, bodyHash);
-    if (!(await acquire(scope))) {
+    const token = await acquire(scope, reply);
+    if (!token) {
       throw new AppError('IDEMPOTENCY_IN_FLIGHT', 'A request with this Idempotency-Key is still in flight', undefined, { 'retry-after': '1' });
     }
     // It may have finished between the lookup and the lock.
     const finished = await lookup(p.tenantId, principal, header, scope);
     if (finished) {
-      await release(scope);
+      await release(scope, token);
       return replayOrReject(reply, finished, bodyHash);
     }
-    request.idempotency = { scope, key: header, bodyHash, tenantId: p.tenantId, principal };
+    request.idempotency = { scope, key: header, bodyHash, tenantId: p.tenantId, principal, token };
   });
 
   app.addHook('onSend', async (request, reply, payload) => {
@@ -126,7 +155,7 @@ export function registerIdempotency(app: FastifyInstance, deps: { db: Db; redis?
   });
 
   app.addHook('onResponse', async (request) => {
-    if (request.idempotency) await release(request.idempotency.scope);
+    if (request.idempotency) await release(request.idempotency.scope, request.idempotency.token);
   });
 }
 

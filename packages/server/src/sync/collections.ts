@@ -84,6 +84,8 @@ export interface WriteDef {
    * the space role the user holds (undefined when not a member) for `space` collections.
    */
   authorize?(op: 'create' | 'update' | 'delete', record: Record<string, unknown>, ctx: WriteContext & { role?: string }, fields: Record<string, unknown>): string | undefined;
+  /** Domain events to emit beside `changes` for the applied changes (contacts: contact_created…). */
+  events?(applied: AppliedChange[], ctx: WriteContext): { name: string; payload: unknown }[];
   /** Side effects inside the write transaction, after the records are written. */
   afterWrite?(tx: Queryable & { nextVersion(): number }, applied: AppliedChange[], ctx: WriteContext): Promise<HookResult>;
 }

@@ -56,6 +56,8 @@ export interface PushOptions {
   touch?: boolean;
   /** Runs first inside the write transaction; throwing aborts the batch. */
   within?: (tx: Queryable) => Promise<void>;
+  /** All or nothing: a rejected change throws its error and rolls the whole batch back (`within` included). */
+  allOrNothing?: boolean;
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -127,6 +129,12 @@ export function changeKey(def: CollectionDef, raw: PushChange, op: string): stri
   if (raw.changeId) return `c:${raw.changeId}`;
   const target = raw.localId ?? raw.id;
   return target ? `r:${def.name}:${target}:${op}:${raw.timestamp}` : undefined;
+}
+
+/** For all-or-nothing writes: the first rejected change's error. */
+function throwFirstRejection(results: ChangeResult[]): void {
+  const rejected = results.find((r) => !r.ack.success);
+  if (rejected) throw new AppError(rejected.ack.code ?? 'VALIDATION_FAILED', rejected.ack.error ?? 'The change was rejected');
 }
 
 /**
@@ -559,6 +567,8 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       };
     }
 
+    if (opts.allOrNothing) throwFirstRejection(results as ChangeResult[]);
+
     // 7. Write: one upsert per collection, then audit, ids, receipts, conflicts, hooks.
     const dirty = [...states.values()].filter((s) => s.dirty);
     for (const def of new Set(dirty.map((s) => s.def))) {
@@ -591,10 +601,14 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       );
     }
     const extra: HookResult = { changes: [], userChanges: [], membership: [] };
+    const events: { name: string; payload: unknown }[] = [];
     for (const [def, changes] of applied) {
-      const hook = (def as Parsed['def']).write.afterWrite;
-      if (!hook) continue;
-      const out = await hook(tx, changes, ctx);
+      const write = (def as Parsed['def']).write;
+      // The applied changes carry the stored records (timestamps included).
+      for (const change of changes) change.after = states.get(stateKey(def.name, change.id))?.data ?? change.after;
+      if (write.events) events.push(...write.events(changes, ctx));
+      if (!write.afterWrite) continue;
+      const out = await write.afterWrite(tx, changes, ctx);
       extra.changes.push(...out.changes);
       extra.userChanges!.push(...(out.userChanges ?? []));
       extra.membership!.push(...(out.membership ?? []));
@@ -609,7 +623,7 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       published.push({ change, spaceId: spaceOf(def, change.id, change.data) ?? null });
     }
     published.sort((a, b) => a.change.version - b.change.version);
-    return { results: results as ChangeResult[], published, userChanges: extra.userChanges!, membership: extra.membership! };
+    return { results: results as ChangeResult[], published, events, userChanges: extra.userChanges!, membership: extra.membership! };
   };
 
   /** Inserts or updates the final state of the touched records of one collection in one statement. */
@@ -625,16 +639,20 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       }
       return row;
     });
-    const { rowCount } = await tx.query(
+    const { rows: written } = await tx.query<{ id: string; data: Record<string, unknown> }>(
       `INSERT INTO ${def.table} AS r (id, tenant_id, version, is_deleted, ${columns.join(', ')})
        SELECT i.id, $1, i.version, i.is_deleted, ${columns.map((c) => `i.${c}`).join(', ')}
          FROM jsonb_to_recordset($2::jsonb) AS i(${recordset})
        ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, is_deleted = EXCLUDED.is_deleted, updated_at = now(),
          ${columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}
-       WHERE r.tenant_id = $1`,
+       WHERE r.tenant_id = $1
+       RETURNING r.id, ${def.wireSql} AS data`,
       [tenantId, JSON.stringify(payload)],
     );
-    if (rowCount !== rows.length) throw new Error(`upsert of ${def.name} wrote ${rowCount} of ${rows.length} rows`);
+    if (written.length !== rows.length) throw new Error(`upsert of ${def.name} wrote ${written.length} of ${rows.length} rows`);
+    // What was stored, with the database's timestamps, is what the feed publishes.
+    const byId = new Map(written.map((w) => [w.id, w.data]));
+    for (const s of rows) s.data = byId.get(s.id) ?? s.data;
   };
 
   return {
@@ -645,11 +663,12 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
     async apply(caller: PushCaller, raw: unknown[], opts: PushOptions = {}): Promise<PushOutcome> {
       const now = opts.now ?? Date.now();
       const parsed = raw.map((change, index) => parse(change, index, now));
+      if (opts.allOrNothing) throwFirstRejection(parsed.filter((p): p is ChangeResult => 'ack' in p));
       if (parsed.every((p) => 'ack' in p)) {
         return { results: parsed as ChangeResult[], fromVersion: 0, toVersion: 0 };
       }
       const committed = await withTenantWrite(db, caller.tenantId, (tx) => applyBatch(tx, caller, parsed, { ...opts, now }));
-      const { published, userChanges, membership } = committed.result;
+      const { published, userChanges, membership, events } = committed.result;
       deps.feed.publish({
         tenantId: caller.tenantId,
         fromVersion: committed.fromVersion,
@@ -658,6 +677,7 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
         audience: published.map((p) => p.spaceId),
         userChanges,
         membership,
+        events,
         origin: { userId: caller.userId, agentCode: caller.agentCode, deviceId: caller.deviceId },
       });
       return { results: committed.result.results, fromVersion: committed.fromVersion, toVersion: committed.toVersion };

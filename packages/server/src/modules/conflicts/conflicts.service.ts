@@ -111,6 +111,8 @@ export function createConflictsService(deps: { db: Db; registry: CollectionRegis
           receipts: false,
           force: true,
           touch: true,
+          // A resolution the record cannot take (a taken phone) must leave the conflict pending.
+          allOrNothing: true,
           // Inside the write: only one resolver wins a pending conflict.
           within: async (tx) => {
             const { rowCount } = await tx.query(

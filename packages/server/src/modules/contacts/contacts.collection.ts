@@ -1,6 +1,5 @@
-import { Type } from 'typebox';
-import { ContactCreate, ContactPatch } from '@fieldsync/protocol/contacts';
-import type { CollectionDef, FieldDef } from '../../sync/collections.js';
+import { ContactCreate, ContactUpdate } from '@fieldsync/protocol/contacts';
+import type { AppliedChange, CollectionDef, FieldDef } from '../../sync/collections.js';
 import { normaliseContactFields } from './contacts.normalise.js';
 
 /** ISO-8601 UTC with milliseconds, as JSON everywhere else in the API. */
@@ -16,6 +15,24 @@ export const CONTACT_WIRE_SQL = `json_build_object(
   'createdAt', ${isoSql('r.created_at')}, 'updatedAt', ${isoSql('r.updated_at')})`;
 
 const text = (column: string): FieldDef => ({ column, type: 'text' });
+
+/** Above this many contacts in one commit, devices get only `changes`, not an event per contact. */
+export const MAX_CONTACT_EVENTS = 100;
+
+const CONTACT_EVENTS = {
+  create: ['contact_created', 'createdBy'],
+  update: ['contact_updated', 'updatedBy'],
+  delete: ['contact_deleted', 'deletedBy'],
+} as const;
+
+/** The seed's events for written contacts: `contact_created {contact, version, createdBy}` and kin. */
+export function contactEvents(applied: AppliedChange[], agentCode: string | undefined) {
+  if (applied.length > MAX_CONTACT_EVENTS) return [];
+  return applied.map(({ op, after }) => {
+    const [name, by] = CONTACT_EVENTS[op];
+    return { name, payload: { contact: after, version: after.version, [by]: agentCode ?? null } };
+  });
+}
 
 /** Contacts as the sync engine sees them: tenant-wide, primary phone unique among live ones. */
 export function contactsCollection(opts: { defaultRegion: string }): CollectionDef {
@@ -41,7 +58,7 @@ export function contactsCollection(opts: { defaultRegion: string }): CollectionD
         createdByAgent: text('created_by_agent'),
       },
       createSchema: ContactCreate,
-      updateSchema: Type.Omit(ContactPatch, ['version']),
+      updateSchema: ContactUpdate,
       operations: ['create', 'update', 'delete'],
       defaults: {
         lastName: null,
@@ -57,6 +74,7 @@ export function contactsCollection(opts: { defaultRegion: string }): CollectionD
       unique: ['phonePrimary'],
       normalise: (fields) => normaliseContactFields(fields, opts.defaultRegion),
       prepare: (op, fields, _before, ctx) => (op === 'create' ? { ...fields, createdByAgent: ctx.agentCode } : fields),
+      events: (applied, ctx) => contactEvents(applied, ctx.agentCode),
     },
   };
 }
