@@ -1,1 +1,43 @@
-export {};
+/**
+ * The Fieldsync client SDK: an offline-first device replica with an outbox, batched
+ * idempotent pushes, paged pulls and live updates over Socket.IO.
+ *
+ * @example
+ * import { createClient, FileStore } from '@fieldsync/client';
+ *
+ * const client = await createClient({ url, apiKey, deviceId: 'phone-1', store: new FileStore('phone-1.jsonl') });
+ * client.on('change', (e) => console.log(e.collection, e.op, e.id));
+ * await client.sync();
+ * client.connect();
+ */
+export { createClient, FieldsyncClient, type ClientOptions, type ClientEvents } from './client.js';
+export { FieldsyncError } from './errors.js';
+export { MemoryStore } from './memory-store.js';
+export { FileStore, type FileStoreOptions } from './file-store.js';
+export type { Store, StoreBatch, StoreSnapshot, StoredRecord } from './store.js';
+export { backoffDelay, retryAfterDelay, parseRetryAfter, withRetry, DEFAULT_BACKOFF, type BackoffOptions, type RetryInfo } from './backoff.js';
+export type { DeviceInfo, FetchLike } from './http.js';
+export type {
+  AckEvent,
+  Category,
+  CategoryInput,
+  ChangeEvent,
+  CollectionName,
+  CollectionTypes,
+  ConflictEvent,
+  ConflictReport,
+  Contact,
+  CreateInput,
+  Item,
+  ItemInput,
+  OutboxEntry,
+  PushAck,
+  RecordOf,
+  Space,
+  SpaceInput,
+  SyncProgress,
+  SyncRecord,
+  SyncState,
+  SyncSummary,
+  UpdateInput,
+} from './types.js';

@@ -111,7 +111,8 @@ export async function buildApp(deps: AppDeps) {
     },
     bodyLimit: 1024 * 1024,
     trustProxy: true,
-    return503OnClosing: true,
+    // Our own hook answers 503 while closing, in the envelope and with Retry-After.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 200 },
     frameworkErrors,
@@ -123,6 +124,10 @@ export async function buildApp(deps: AppDeps) {
   registerErrorHandling(app);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  let closing = false;
+  app.addHook('onRequest', async () => {
+    if (closing) throw new AppError('UNAVAILABLE', 'The server is shutting down; retry on another instance or shortly', undefined, { 'retry-after': '1' });
   });
   // NUL bytes in URLs would reach SQL as text PostgreSQL refuses: a 400 here, before any work.
   app.addHook('onRequest', async (request) => {
@@ -205,6 +210,7 @@ export async function buildApp(deps: AppDeps) {
   gateway = realtime;
   if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync' }));
   app.addHook('preClose', async () => {
+    closing = true;
     await realtime.shutdown();
   });
   await app.ready();

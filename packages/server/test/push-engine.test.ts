@@ -262,8 +262,9 @@ describe.each(backends)('the batched push on %s', (backend) => {
         ],
       });
       const acks = acksOf(res);
+      // The create is refused without saying that another tenant has the id.
       expect(acks.map((a) => [a.success, a.code])).toEqual([
-        [false, 'DUPLICATE'],
+        [false, 'VALIDATION_FAILED'],
         [false, 'NOT_FOUND'],
         [false, 'NOT_FOUND'],
         [false, 'NOT_FOUND'],

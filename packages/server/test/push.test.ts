@@ -170,4 +170,63 @@ describe.each(backends)('POST /api/sync on %s', (backend) => {
       closeAll(watcher, writer);
     }
   });
+
+  it("does not count a device's own earlier edits as conflicts, even under server_wins", async () => {
+    expect((await app.api('PUT', '/api/conflict-policies/contacts', { body: { strategy: 'server_wins' } })).status).toBe(200);
+    try {
+      const c = (await app.api('POST', '/api/contacts', { body: { firstName: 'Ow', phonePrimary: uniquePhone() } })).body.data;
+      const first = await push({ deviceId: 'own-1', changes: [{ id: c.id, entityType: 'contacts', operation: 'update', timestamp: ts(), baseVersion: c.version, data: { notes: 'first' } }] });
+      const second = await push({ deviceId: 'own-1', changes: [{ id: c.id, entityType: 'contacts', operation: 'update', timestamp: ts(1), baseVersion: c.version, data: { notes: 'second' } }] });
+      expect([first.body.data.acknowledged[0].status, second.body.data.acknowledged[0].status]).toEqual(['applied', 'applied']);
+      expect(second.body.data.conflicts).toEqual([]);
+      expect((await app.api('GET', `/api/contacts/${c.id}`)).body.data.notes).toBe('second');
+      // Another device with the same old base does conflict, and server_wins keeps 'second'.
+      const other = await push({ deviceId: 'own-2', changes: [{ id: c.id, entityType: 'contacts', operation: 'update', timestamp: ts(2), baseVersion: c.version, data: { notes: 'other' } }] });
+      expect(other.body.data.conflicts[0]).toMatchObject({ outcome: 'server_kept' });
+      expect((await app.api('GET', `/api/contacts/${c.id}`)).body.data.notes).toBe('second');
+    } finally {
+      await app.api('PUT', '/api/conflict-policies/contacts', { body: { strategy: 'most_recent_wins' } });
+    }
+  });
+
+  it('remembers the time of a write that set a field to its current value, without a new version', async () => {
+    const c = (await app.api('POST', '/api/contacts', { body: { firstName: 'Tm', company: 'Old', phonePrimary: uniquePhone() } })).body.data;
+    const at = Date.now() - 60_000;
+    const change = (device: string, company: string, offsetMs: number) =>
+      push({ deviceId: device, changes: [{ id: c.id, entityType: 'contacts', operation: 'update', timestamp: new Date(at + offsetMs).toISOString(), baseVersion: c.version, data: { company } }] });
+    const x = await change('tm-x', 'New', 1000);
+    const same = await change('tm-c', 'New', 5000);
+    expect(same.body.data.acknowledged[0].version).toBe(x.body.data.acknowledged[0].version);
+    await change('tm-b', 'Mid', 3000);
+    expect((await app.api('GET', `/api/contacts/${c.id}`)).body.data.company).toBe('New');
+  });
+
+  it('compares a change without a base with every earlier edit by time, silently', async () => {
+    const c = (await app.api('POST', '/api/contacts', { body: { firstName: 'Nb', phonePrimary: uniquePhone() } })).body.data;
+    await push({ deviceId: 'nb-1', changes: [{ id: c.id, entityType: 'contacts', operation: 'update', timestamp: ts(), baseVersion: c.version, data: { lastName: 'Newer' } }] });
+    const stale = await push({ deviceId: 'nb-2', changes: [{ id: c.id, entityType: 'contacts', operation: 'update', timestamp: ts(-120_000), data: { lastName: 'Older' } }] });
+    expect(stale.body.data.conflicts).toEqual([]);
+    expect((await app.api('GET', `/api/contacts/${c.id}`)).body.data.lastName).toBe('Newer');
+  });
+
+  it('writes parents before children whatever order the batch loads them in', async () => {
+    const first = await push({
+      deviceId: 'ord-1',
+      changes: [
+        { localId: 'os', entityType: 'spaces', operation: 'create', timestamp: ts(), data: { name: 'Order' } },
+        { localId: 'oi', entityType: 'items', operation: 'create', timestamp: ts(), data: { spaceLocalId: 'os', title: 'A' } },
+      ],
+    });
+    const spaceId = first.body.data.acknowledged[0].serverId;
+    const second = await push({
+      deviceId: 'ord-1',
+      changes: [
+        { localId: 'oi', entityType: 'items', operation: 'update', timestamp: ts(1), data: { title: 'A2' } },
+        { localId: 'ok', entityType: 'categories', operation: 'create', timestamp: ts(1), data: { spaceId, name: 'K' } },
+        { localId: 'oj', entityType: 'items', operation: 'create', timestamp: ts(1), data: { spaceId, categoryLocalId: 'ok', title: 'B' } },
+      ],
+    });
+    expect(second.status).toBe(200);
+    expect(second.body.data.acknowledged.map((a: { success: boolean }) => a.success)).toEqual([true, true, true]);
+  });
 });

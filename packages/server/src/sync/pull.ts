@@ -29,7 +29,16 @@ export function resolveCollections(registry: CollectionRegistry, names: string[]
 /** SQL: the spaces the user ($4) belongs to. */
 const MY_SPACES = 'SELECT m.space_id FROM space_members m WHERE m.tenant_id = $1 AND m.user_id = $4::uuid';
 
-/** The branches of the pull for one collection: its records, and its scope grants and revokes. */
+/**
+ * The branches of the pull for one collection: its records, and its scope grants and revokes.
+ *
+ * Each visible record comes from exactly one branch, decided by facts that do not depend on
+ * the checkpoint, so paging with nextVersion never delivers a record twice. A user has at
+ * most one scope event per record (the writer replaces older ones): a record whose grant is
+ * newer than the record comes at the grant's version (the range scan skips it); any other
+ * visible record comes at its own version; a record no longer visible comes as a delete at
+ * its revoke.
+ */
 function branchesOf(def: CollectionDef): string[] {
   if (def.scope === 'tenant') {
     return [
@@ -37,21 +46,28 @@ function branchesOf(def: CollectionDef): string[] {
           FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 ORDER BY r.version LIMIT $3)`,
     ];
   }
-  const visible = `r.${def.spaceColumn ?? 'id'} IN (${MY_SPACES})`;
+  const visible = (r: string) => `${r}.${def.spaceColumn ?? 'id'} IN (${MY_SPACES})`;
+  // Scope events of the user for this collection above the checkpoint (the index's range).
+  const events = (e: string) => `${e}.tenant_id = $1 AND ${e}.user_id = $4::uuid AND ${e}.version > $2 AND ${e}.collection = '${def.name}'`;
   return [
     // The common case: one range scan of (tenant_id, version), filtered by membership.
     `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, ${def.wireSql} AS data
-        FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 AND ${visible} ORDER BY r.version LIMIT $3)`,
-    // Access gained after the checkpoint: records older than the checkpoint, at the grant's version.
-    `(SELECT '${def.name}'::text, r.id, e.version, r.is_deleted, ${def.wireSql}
-        FROM scope_events e JOIN ${def.table} r ON r.id = e.record_id
-       WHERE e.tenant_id = $1 AND e.user_id = $4::uuid AND e.version > $2 AND e.kind = 'grant' AND e.collection = '${def.name}'
-         AND r.version <= $2 AND ${visible} ORDER BY e.version LIMIT $3)`,
+        FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 AND ${visible('r')}
+         AND NOT EXISTS (SELECT 1 FROM scope_events g WHERE ${events('g')} AND g.record_id = r.id AND g.kind = 'grant' AND g.version > r.version)
+       ORDER BY r.version LIMIT $3)`,
+    // Access gained after the checkpoint: a record unchanged since its grant, at the grant's
+    // version. The page is chosen first, so only its records are turned into wire objects.
+    `(SELECT '${def.name}'::text, r.id, p.version, r.is_deleted, ${def.wireSql}
+        FROM (SELECT e.record_id, e.version FROM scope_events e JOIN ${def.table} c ON c.id = e.record_id AND c.tenant_id = $1
+               WHERE ${events('e')} AND e.kind = 'grant' AND c.version < e.version AND ${visible('c')}
+               ORDER BY e.version LIMIT $3) p
+        JOIN ${def.table} r ON r.id = p.record_id
+       ORDER BY p.version LIMIT $3)`,
     // Access lost after the checkpoint: a delete for each record no longer visible.
     `(SELECT '${def.name}'::text, e.record_id, e.version, true, json_build_object('id', e.record_id, 'isDeleted', true)
         FROM scope_events e
-       WHERE e.tenant_id = $1 AND e.user_id = $4::uuid AND e.version > $2 AND e.kind = 'revoke' AND e.collection = '${def.name}'
-         AND NOT EXISTS (SELECT 1 FROM ${def.table} r WHERE r.id = e.record_id AND ${visible}) ORDER BY e.version LIMIT $3)`,
+       WHERE ${events('e')} AND e.kind = 'revoke'
+         AND NOT EXISTS (SELECT 1 FROM ${def.table} r WHERE r.id = e.record_id AND ${visible('r')}) ORDER BY e.version LIMIT $3)`,
   ];
 }
 
@@ -85,7 +101,7 @@ export async function pullChanges(db: Queryable, defs: CollectionDef[], req: Pul
   const hasMore = found.length > req.limit;
   const page = hasMore ? found.slice(0, req.limit) : found;
   const nextVersion = hasMore ? page[page.length - 1].version : Math.max(latestVersion, req.since);
-  // A record granted, revoked and granted again can appear twice: its last entry says it all.
+  // Each record comes from one branch only (see branchesOf); keeping its last entry is a safeguard.
   const last = new Map(page.map((r, i) => [`${r.collection}:${r.id}`, i]));
   const changes: Change[] = page
     .filter((r, i) => last.get(`${r.collection}:${r.id}`) === i)

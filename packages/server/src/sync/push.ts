@@ -8,6 +8,9 @@ import { compileBodyValidator } from '../http/validation.js';
 import { appendAudit, diffRecords, type AuditEntry } from './audit.js';
 import type { AppliedChange, CollectionDef, CollectionRegistry, HookResult, WriteContext, WriteDef } from './collections.js';
 import { clampTimestamp, decide, type Policy, type ServerEdit } from './conflicts.js';
+
+/** Policies that decide by time, for which a change without a base is compared with every earlier edit. */
+const timeBased = (policy: Policy) => ['most_recent_wins', 'field_merge', 'preserve_escalation'].includes(policy.strategy);
 import type { ChangeFeed } from './feed.js';
 import type { PolicyStore } from './policies.js';
 import { withTenantWrite, type TenantTx } from './versions.js';
@@ -85,8 +88,8 @@ interface RecordState {
   version: number;
   isDeleted: boolean;
   exists: boolean;
-  /** Known edits with their versions (audit history plus this batch). */
-  edits: { version: number; fields: string[]; at: number }[];
+  /** Known edits with their versions and devices (audit history plus this batch). */
+  edits: { version: number; fields: string[]; at: number; device: string | null }[];
   dirty: boolean;
 }
 
@@ -261,8 +264,8 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
   /** The audit history after `since` of the records that may conflict. */
   const loadEdits = async (tx: Queryable, tenantId: string, collection: string, ids: string[], since: number) => {
     if (ids.length === 0) return [];
-    const { rows } = await tx.query<{ record_id: string; version: number; changed_fields: string[]; at: number }>(
-      `SELECT record_id, version, changed_fields, (extract(epoch from change_ts) * 1000)::float8 AS at
+    const { rows } = await tx.query<{ record_id: string; version: number; changed_fields: string[]; at: number; device_id: string | null }>(
+      `SELECT record_id, version, changed_fields, (extract(epoch from change_ts) * 1000)::float8 AS at, device_id
          FROM audit_log WHERE tenant_id = $1 AND collection = $2 AND record_id = ANY($3::uuid[]) AND version > $4`,
       [tenantId, collection, ids, since],
     );
@@ -340,20 +343,23 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       for (const r of rows) roles.set(r.space_id, r.role);
     }
 
-    // 5. Audit history of records that may conflict (base version older than the record).
+    // 5. Audit history of records that may conflict: base version older than the record, or
+    // no base at all under a time-based policy (then every earlier edit counts).
+    const policies = await deps.policies.forTenant(tx, caller.tenantId);
+    const baseOf = (p: Parsed, state: RecordState) => p.raw.baseVersion ?? (timeBased(policies.get(p.def.name)) ? 0 : state.version);
     const byCollection = new Map<CollectionDef, { ids: string[]; since: number }>();
     for (const p of live) {
       const id = targets.get(p);
       const state = id ? states.get(stateKey(p.def.name, id)) : undefined;
-      if (!state || p.op === 'create' || p.raw.baseVersion === undefined || p.raw.baseVersion >= state.version) continue;
+      if (!state || p.op === 'create' || baseOf(p, state) >= state.version) continue;
       const entry = byCollection.get(p.def) ?? { ids: [], since: Number.MAX_SAFE_INTEGER };
       entry.ids.push(state.id);
-      entry.since = Math.min(entry.since, p.raw.baseVersion);
+      entry.since = Math.min(entry.since, baseOf(p, state));
       byCollection.set(p.def, entry);
     }
     for (const [def, { ids, since }] of byCollection) {
-      for (const row of await loadEdits(tx, caller.tenantId, def.name, ids, since)) {
-        states.get(stateKey(def.name, row.record_id))?.edits.push({ version: row.version, fields: row.changed_fields, at: row.at });
+      for (const row of await loadEdits(tx, caller.tenantId, def.name, [...new Set(ids)], since)) {
+        states.get(stateKey(def.name, row.record_id))?.edits.push({ version: row.version, fields: row.changed_fields, at: row.at, device: row.device_id });
       }
     }
 
@@ -372,7 +378,6 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       }
     }
 
-    const policies = await deps.policies.forTenant(tx, caller.tenantId);
     const applied = new Map<CollectionDef, AppliedChange[]>();
     const audits: AuditEntry[] = [];
     const conflictRows: unknown[] = [];
@@ -428,7 +433,12 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       const id = targets.get(p);
       if (!id) throw new ChangeError('NOT_FOUND', `Unknown ${p.def.name} record: send its id or a localId this device created`);
       const key = stateKey(p.def.name, id);
-      if (foreign.has(key)) throw new ChangeError(p.op === 'create' ? 'DUPLICATE' : 'NOT_FOUND', p.op === 'create' ? 'This id is taken' : `${p.def.name} record not found`);
+      if (foreign.has(key)) {
+        // Said without revealing that another tenant has it.
+        throw p.op === 'create'
+          ? new ChangeError('VALIDATION_FAILED', 'This id cannot be used: leave it to the server, or send a localId')
+          : new ChangeError('NOT_FOUND', `${p.def.name} record not found`);
+      }
       const state = states.get(key);
 
       // Resolve references (spaceId / categoryId given by local id) and check them.
@@ -468,7 +478,7 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
         if (denied) throw new ChangeError(denied.startsWith('not found') ? 'NOT_FOUND' : 'FORBIDDEN', denied);
         checkUnique(p.def, id, undefined, data);
         const version = tx.nextVersion();
-        const created: RecordState = { def: p.def, id, data: { ...data, version, isDeleted: false }, version, isDeleted: false, exists: false, edits: [{ version, fields: Object.keys(prepared), at: p.at }], dirty: true };
+        const created: RecordState = { def: p.def, id, data: { ...data, version, isDeleted: false }, version, isDeleted: false, exists: false, edits: [{ version, fields: Object.keys(prepared), at: p.at, device: caller.deviceId }], dirty: true };
         states.set(key, created);
         claimUnique(p.def, id, undefined, data);
         if (p.def.table === 'spaces') roles.set(id, 'owner');
@@ -491,9 +501,13 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       }
 
       const policy: Policy = opts.force ? { strategy: 'client_wins' } : policies.get(p.def.name);
-      const base = p.raw.baseVersion ?? state.version;
-      const editsSinceBase: ServerEdit[] = state.edits.filter((e) => e.version > base);
+      const base = opts.force ? state.version : baseOf(p, state);
+      // The device's own edits since its base are not competing ones: it made them.
+      const editsSinceBase: ServerEdit[] = state.edits.filter((e) => e.version > base && e.device !== caller.deviceId);
       const decision = decide(policy, { record: state.data, isDeleted: state.isDeleted, editsSinceBase }, { operation: p.op, fields, at: p.at });
+      // Without a base the server cannot tell what the device had seen: the time-based rules
+      // still decide, field by field, but nothing is reported as a conflict.
+      if (p.raw.baseVersion === undefined) decision.conflict = false;
 
       const before = { ...state.data };
       let version: number | undefined;
@@ -502,7 +516,7 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
         state.isDeleted = true;
         state.version = version;
         state.data = { ...state.data, isDeleted: true, version };
-        state.edits.push({ version, fields: ['isDeleted'], at: p.at });
+        state.edits.push({ version, fields: ['isDeleted'], at: p.at, device: caller.deviceId });
         state.dirty = true;
         claimUnique(p.def, id, before, undefined);
         audits.push(auditOf(p, id, version, 'delete', before, state.data));
@@ -510,16 +524,22 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       } else if (decision.apply) {
         const prepared = write.prepare ? write.prepare('update', decision.apply, state.data, ctx) : decision.apply;
         const next = { ...state.data, ...prepared };
-        const changed = Object.keys(prepared).filter((f) => JSON.stringify(before[f]) !== JSON.stringify(next[f]));
-        if (changed.length > 0 || opts.touch) {
+        const touched = Object.keys(prepared);
+        const changed = touched.filter((f) => JSON.stringify(before[f]) !== JSON.stringify(next[f]));
+        if (changed.length === 0 && touched.length > 0 && !opts.touch) {
+          // Set to the values it has: no new version, but the write and its time are recorded,
+          // since later time-based decisions compare against them.
+          state.edits.push({ version: state.version, fields: touched, at: p.at, device: caller.deviceId });
+          audits.push(auditOf(p, id, state.version, 'update', before, state.data, touched));
+        } else if (changed.length > 0 || opts.touch) {
           checkUnique(p.def, id, before, next);
           version = tx.nextVersion();
           state.version = version;
           state.data = { ...next, version };
-          state.edits.push({ version, fields: changed, at: p.at });
+          state.edits.push({ version, fields: touched, at: p.at, device: caller.deviceId });
           state.dirty = true;
           claimUnique(p.def, id, before, next);
-          audits.push(auditOf(p, id, version, 'update', before, state.data));
+          audits.push(auditOf(p, id, version, 'update', before, state.data, touched));
           record(p.def, { id, op: 'update', before, after: state.data });
         }
       }
@@ -552,14 +572,25 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       return { ack: ackOf(p, { serverId: id, version: version ?? state.version, status: conflict ? 'conflict' : 'applied' }), conflict };
     }
 
-    function auditOf(p: Parsed, id: string, version: number, action: AuditEntry['action'], before: Record<string, unknown> | undefined, after: Record<string, unknown>): AuditEntry {
+    function auditOf(
+      p: Parsed,
+      id: string,
+      version: number,
+      action: AuditEntry['action'],
+      before: Record<string, unknown> | undefined,
+      after: Record<string, unknown>,
+      touched: string[] = [],
+    ): AuditEntry {
+      const changes = action === 'delete' ? { isDeleted: { from: false, to: true } } : diffRecords(before, after, Object.keys(p.def.write.fields));
+      // A field set to its current value is recorded too (from == to): it was written.
+      for (const field of touched) changes[field] ??= { from: before?.[field] ?? null, to: after[field] ?? null };
       return {
         tenantId: caller.tenantId,
         collection: p.def.name,
         recordId: id,
         version,
         action,
-        changes: action === 'delete' ? { isDeleted: { from: false, to: true } } : diffRecords(before, after, Object.keys(p.def.write.fields)),
+        changes,
         userId: caller.userId,
         agentCode: caller.agentCode,
         deviceId: caller.deviceId,
@@ -571,7 +602,8 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
 
     // 7. Write: one upsert per collection, then audit, ids, receipts, conflicts, hooks.
     const dirty = [...states.values()].filter((s) => s.dirty);
-    for (const def of new Set(dirty.map((s) => s.def))) {
+    // Parents before children (spaces, categories, items): the registry's order.
+    for (const def of registry.all().filter((d) => dirty.some((s) => s.def === d)) as Parsed['def'][]) {
       await upsertRecords(tx, caller.tenantId, def, dirty.filter((s) => s.def === def));
     }
     await appendAudit(tx, audits);

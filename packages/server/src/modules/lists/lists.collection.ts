@@ -132,6 +132,13 @@ async function afterSpacesWritten(tx: Queryable & { nextVersion(): number }, app
         for (const r of records.rows) events.push({ user_id: userId, collection: r.collection, record_id: r.id, kind, version: tx.nextVersion() });
       }
     }
+    // One scope event per user and record: the newest replaces the older ones, so the pull
+    // needs no "is it the latest?" lookup, and the table cannot outgrow users x records.
+    await tx.query(
+      `DELETE FROM scope_events s USING jsonb_to_recordset($2::jsonb) AS e(user_id uuid, record_id uuid)
+        WHERE s.tenant_id = $1 AND s.user_id = e.user_id AND s.record_id = e.record_id`,
+      [ctx.tenantId, JSON.stringify(events.map(({ user_id, record_id }) => ({ user_id, record_id })))],
+    );
     await tx.query(
       `INSERT INTO scope_events (tenant_id, version, user_id, collection, record_id, kind)
        SELECT $1, e.version, e.user_id, e.collection, e.record_id, e.kind

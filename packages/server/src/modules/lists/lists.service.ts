@@ -79,7 +79,7 @@ export function createListsService(deps: { db: Db; registry: CollectionRegistry;
     },
     async get(p, collection, id) {
       const found = await find(p, collection, id);
-      if (!found) throw notFound(collection === 'categories' ? 'Category' : collection.slice(0, -1));
+      if (!found) throw notFound(collection === 'categories' ? 'Category' : collection === 'items' ? 'Item' : 'Space');
       return found;
     },
     async create(p, collection, fields) {
@@ -87,7 +87,9 @@ export function createListsService(deps: { db: Db; registry: CollectionRegistry;
       return this.get(p, collection, id);
     },
     async update(p, collection, id, fields, version) {
-      if (!UUID_RE.test(id)) throw notFound(collection.slice(0, -1));
+      // A deleted (or invisible) record is a 404 first, as for contacts; a push would answer
+      // it as a conflict the server keeps.
+      await this.get(p, collection, id);
       await write(p, collection, { operation: 'update', id, data: fields }, version);
       return this.get(p, collection, id);
     },
@@ -96,7 +98,7 @@ export function createListsService(deps: { db: Db; registry: CollectionRegistry;
       return rows.map((r) => r.space_id);
     },
     async remove(p, collection, id) {
-      if (!UUID_RE.test(id)) throw notFound(collection.slice(0, -1));
+      await this.get(p, collection, id);
       await write(p, collection, { operation: 'delete', id });
     },
   };

@@ -1,0 +1,150 @@
+import type { Contact, ContactCreate, ContactPatch } from '@fieldsync/protocol/contacts';
+import type { Category, Item, Space } from '@fieldsync/protocol/lists';
+import type { ConflictReport, PushAck } from '@fieldsync/protocol/sync';
+
+export type { Contact, Category, Item, Space, ConflictReport, PushAck };
+
+/** Every synced record: the server's fields plus the collection's own. */
+export interface SyncRecord {
+  id: string;
+  /** The server version this state has; 0 for a record created here and not yet synced. */
+  version: number;
+  isDeleted: boolean;
+  [field: string]: unknown;
+}
+
+/** The collections the SDK knows the shape of; any other name works with `SyncRecord`. */
+export interface CollectionTypes {
+  contacts: Contact;
+  spaces: Space;
+  categories: Category;
+  items: Item;
+}
+
+/** A collection name: one of `CollectionTypes` or any other synced collection. */
+export type CollectionName = keyof CollectionTypes | (string & {});
+
+/** The record type of collection `C`. */
+export type RecordOf<C extends string> = C extends keyof CollectionTypes ? CollectionTypes[C] : SyncRecord;
+
+type Pick2<T, Required extends keyof T, Optional extends keyof T> = Pick<T, Required> & Partial<Pick<T, Optional>>;
+type Display = 'icon' | 'color' | 'isVisible' | 'order';
+
+/** The body of a new space. */
+export type SpaceInput = Pick2<Space, 'name', Display | 'collaborators'>;
+/** The body of a new category. */
+export type CategoryInput = Pick2<Category, 'spaceId' | 'name', Display>;
+/** The body of a new item. */
+export type ItemInput = Pick2<
+  Item,
+  'spaceId' | 'title',
+  'categoryId' | 'description' | 'notes' | 'type' | 'refId' | 'isCompleted' | 'completedAt' | 'priority' | 'order' | 'tags' | 'dueDate'
+>;
+
+/** What `create(collection, ...)` takes. */
+export type CreateInput<C extends string> = C extends 'contacts'
+  ? ContactCreate
+  : C extends 'spaces'
+    ? SpaceInput
+    : C extends 'categories'
+      ? CategoryInput
+      : C extends 'items'
+        ? ItemInput
+        : Record<string, unknown>;
+
+/** What `update(collection, id, ...)` takes: only the fields that change. */
+export type UpdateInput<C extends string> = C extends 'contacts'
+  ? Omit<ContactPatch, 'version'>
+  : C extends 'spaces'
+    ? Partial<SpaceInput>
+    : C extends 'categories'
+      ? Partial<Omit<CategoryInput, 'spaceId'>>
+      : C extends 'items'
+        ? Partial<Omit<ItemInput, 'spaceId'>>
+        : Record<string, unknown>;
+
+/** One queued local change, as the outbox keeps it until the server acknowledges it. */
+export interface OutboxEntry {
+  /** Identifies the change to the server: a re-sent change gets its original result. */
+  changeId: string;
+  collection: string;
+  /** The record's id (a client-generated UUID for a create). */
+  id: string;
+  operation: 'create' | 'update' | 'delete';
+  /** When the user made the change (epoch ms): what the conflict policies compare. */
+  timestamp: number;
+  /** The record version the device had seen when the change was made. */
+  baseVersion?: number;
+  /** The fields set (all of them for a create; only the changed ones for an update). */
+  data: Record<string, unknown>;
+}
+
+/** Progress of a pull: records received so far of the (estimated) total. */
+export interface SyncProgress {
+  /** `initial` for a pull from nothing (version 0), `catch-up` otherwise. */
+  phase: 'initial' | 'catch-up';
+  received: number;
+  /**
+   * The total the pull will reach. The server does not count records ahead of a page, so this
+   * is estimated from how far through the version range the pull is, and exact once `done`.
+   */
+  total: number;
+  done: boolean;
+}
+
+/** Where the client stands; emitted as `syncStateChanged` whenever it changes. */
+export interface SyncState {
+  /** `idle`, `pushing` or `pulling`; `error` after a sync failed (see `error`). */
+  status: 'idle' | 'pushing' | 'pulling' | 'error';
+  /** The live socket: `off` when live mode is not on. */
+  live: 'off' | 'connecting' | 'connected';
+  /** The server version everything up to which this device has applied. */
+  checkpoint: number;
+  /** Local changes not yet acknowledged by the server. */
+  pending: number;
+  /** The current (or last) pull's progress. */
+  progress?: SyncProgress;
+  /** When the last sync finished without error (ISO). */
+  lastSyncAt?: string;
+  error?: { code: string; message: string };
+}
+
+/** A record's visible state changed, here or on the server. */
+export interface ChangeEvent<R extends SyncRecord = SyncRecord> {
+  collection: string;
+  id: string;
+  /** `delete` when the record is gone (deleted, or no longer visible to this user). */
+  op: 'upsert' | 'delete';
+  /** The new visible state; `undefined` after a delete. */
+  record: R | undefined;
+  previous: R | undefined;
+  /** `local` for this device's own writes, `remote` for what the server sent (or refused). */
+  source: 'local' | 'remote';
+  /** For a local write: the queued change that made it. */
+  change?: OutboxEntry;
+}
+
+/** The server decided a conflict about one of this device's changes. */
+export interface ConflictEvent {
+  change: OutboxEntry;
+  conflict: ConflictReport;
+}
+
+/** The server acknowledged (applied, replayed, resolved or refused) one queued change. */
+export interface AckEvent {
+  change: OutboxEntry;
+  ack: PushAck;
+  /** When the answer arrived (epoch ms). */
+  at: number;
+}
+
+/** What one `sync()` did. */
+export interface SyncSummary {
+  /** Changes the server acknowledged. */
+  pushed: number;
+  /** Changes received from the server. */
+  pulled: number;
+  conflicts: number;
+  rejected: number;
+  checkpoint: number;
+}

@@ -1,0 +1,237 @@
+/**
+ * The physical limits: the same work straight on PostgreSQL through `pg`, no HTTP, no server.
+ * Runs in its own process, like the HTTP load, so both share the machine the same way.
+ */
+import pg from 'pg';
+import { csvRow, LIMIT_PHONE_BASE, phone } from '../lib/data.js';
+import { serve } from '../lib/ipc.js';
+import { closedLoop, sequential } from '../lib/loops.js';
+import { capturePullStatement } from '../lib/pull-sql.js';
+import { wallNow } from '../lib/stats.js';
+
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+interface PullArgs {
+  databaseUrl: string;
+  tenantId: string;
+  userId: string;
+  since: number;
+  limit: number;
+}
+
+const pools: pg.Pool[] = [];
+const poolOf = (databaseUrl: string, max: number) => {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max });
+  pool.on('error', () => {});
+  pools.push(pool);
+  return pool;
+};
+const closePools = async () => {
+  await Promise.all(pools.splice(0).map((p) => p.end()));
+};
+
+/** The minimal transaction that durably records a device's batch: the push's writes in 7 statements. */
+async function pushTransaction(client: pg.PoolClient, tenantId: string, deviceId: string, creates: number[], updates: string[]): Promise<string[]> {
+  await client.query('BEGIN');
+  try {
+    const { rows } = await client.query<{ v: number }>('SELECT current_version AS v FROM tenant_versions WHERE tenant_id = $1 FOR UPDATE', [tenantId]);
+    const base = rows[0].v;
+    const now = Date.now();
+    const inserted = await client.query<{ id: string; version: number }>(
+      `INSERT INTO contacts (tenant_id, version, first_name, last_name, phone_primary, company, created_by_agent)
+       SELECT $1, $2::bigint + t.o, t.f, 'Bench', t.p, 'Bench Ltd', 'limit'
+         FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(f, p, o) RETURNING id, version`,
+      [tenantId, base, creates.map((n) => `Field${n}`), creates.map(phone)],
+    );
+    const updated = await client.query<{ id: string; version: number }>(
+      `UPDATE contacts c SET notes = u.n, version = $2::bigint + $5::int + u.o, updated_at = now()
+         FROM unnest($3::uuid[], $4::text[]) WITH ORDINALITY AS u(id, n, o)
+        WHERE c.tenant_id = $1 AND c.id = u.id RETURNING c.id, c.version`,
+      [tenantId, base, updates, updates.map(() => `visited ${now} by ${deviceId}`), creates.length],
+    );
+    const changes = [
+      ...inserted.rows.map((r) => ({ id: r.id, v: r.version, a: 'create', f: ['firstName', 'lastName', 'phonePrimary', 'company'] })),
+      ...updated.rows.map((r) => ({ id: r.id, v: r.version, a: 'update', f: ['notes'] })),
+    ];
+    await client.query(
+      `INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, agent_code, device_id)
+       SELECT $1, 'contacts', (e->>'id')::uuid, (e->>'v')::bigint, e->>'a', ARRAY(SELECT jsonb_array_elements_text(e->'f')), e, 'limit', $2
+         FROM jsonb_array_elements($3::jsonb) e`,
+      [tenantId, deviceId, JSON.stringify(changes)],
+    );
+    await client.query(
+      `INSERT INTO push_receipts (tenant_id, device_id, change_key, ack)
+       SELECT $1, $2, gen_random_uuid()::text, e FROM jsonb_array_elements($3::jsonb) e`,
+      [tenantId, deviceId, JSON.stringify(changes)],
+    );
+    await client.query('UPDATE tenant_versions SET current_version = $2 WHERE tenant_id = $1', [tenantId, base + changes.length]);
+    await client.query('COMMIT');
+    return inserted.rows.map((r) => r.id);
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  }
+}
+
+/** A writer of the push limit: its own phones and, after its first batch, its own records to update. */
+function limitWriter(tenantId: string, index: number, size: number, creates: number) {
+  let next = LIMIT_PHONE_BASE + index * 100_000;
+  const mine: string[] = [];
+  let cursor = 0;
+  return async (client: pg.PoolClient) => {
+    const updateCount = mine.length === 0 ? 0 : size - creates;
+    const phones = Array.from({ length: size - updateCount }, () => next++);
+    const updates = Array.from({ length: updateCount }, () => mine[cursor++ % mine.length]);
+    const ids = await pushTransaction(client, tenantId, `limit-${index}`, phones, updates);
+    mine.push(...ids);
+    return size;
+  };
+}
+
+serve({
+  /** Delta pulls one after the other: the server's pull SQL. */
+  async pullSequential(arg: PullArgs & { requests: number; warmup: number }) {
+    const statement = await capturePullStatement(arg.tenantId, arg.userId);
+    const pool = poolOf(arg.databaseUrl, 1);
+    let rows = 0;
+    const run = await sequential(arg.requests, arg.warmup, async () => {
+      const result = await pool.query(statement.sql, statement.params(arg.since, arg.limit));
+      rows = result.rowCount ?? 0;
+    });
+    await closePools();
+    return { ...run, rows };
+  },
+
+  /** Delta pulls from `concurrency` callers over a pool as large as the server's. */
+  async pullConcurrent(arg: PullArgs & { concurrency: number; poolMax: number; durationMs: number; warmupMs: number }) {
+    const statement = await capturePullStatement(arg.tenantId, arg.userId);
+    const pool = poolOf(arg.databaseUrl, arg.poolMax);
+    const params = statement.params(arg.since, arg.limit);
+    const result = await closedLoop({
+      concurrency: arg.concurrency,
+      durationMs: arg.durationMs,
+      warmupMs: arg.warmupMs,
+      op: async () => {
+        await pool.query(statement.sql, params);
+        return 1;
+      },
+    });
+    await closePools();
+    return result;
+  },
+
+  /** Initial sync: every page of the server's pull SQL from version 0. */
+  async initialSync(arg: PullArgs & { pageSize: number; reps: number }) {
+    const statement = await capturePullStatement(arg.tenantId, arg.userId);
+    const pool = poolOf(arg.databaseUrl, 1);
+    const reps: { records: number; ms: number; pages: number }[] = [];
+    for (let r = 0; r < arg.reps; r++) {
+      const t0 = wallNow();
+      let since = 0;
+      let records = 0;
+      let pages = 0;
+      for (; pages < 10_000; pages++) {
+        const { rows } = await pool.query<{ version: number | null }>(statement.sql, statement.params(since, arg.pageSize));
+        const found = rows.filter((row) => row.version !== null);
+        const hasMore = found.length > arg.pageSize;
+        const page = hasMore ? found.slice(0, arg.pageSize) : found;
+        records += page.length;
+        if (!hasMore) break;
+        since = page[page.length - 1].version!;
+      }
+      reps.push({ records, ms: wallNow() - t0, pages: pages + 1 });
+    }
+    await closePools();
+    return reps;
+  },
+
+  /** Batches of `size` written by the minimal transaction, one after the other. */
+  async pushSequential(arg: { databaseUrl: string; tenantId: string; batches: number; warmup: number; size: number; creates: number }) {
+    const pool = poolOf(arg.databaseUrl, 1);
+    const write = limitWriter(arg.tenantId, 0, arg.size, arg.creates);
+    const client = await pool.connect();
+    const run = await sequential(arg.batches, arg.warmup, () => write(client));
+    client.release();
+    await closePools();
+    return run;
+  },
+
+  /** Batches from `concurrency` writers over a pool as large as the server's. */
+  async pushConcurrent(arg: {
+    databaseUrl: string;
+    tenantId: string;
+    concurrency: number;
+    poolMax: number;
+    durationMs: number;
+    warmupMs: number;
+    size: number;
+    creates: number;
+    firstWriter: number;
+  }) {
+    const pool = poolOf(arg.databaseUrl, arg.poolMax);
+    const writers = Array.from({ length: arg.concurrency }, (_, i) => limitWriter(arg.tenantId, arg.firstWriter + i, arg.size, arg.creates));
+    const result = await closedLoop({
+      concurrency: arg.concurrency,
+      durationMs: arg.durationMs,
+      warmupMs: arg.warmupMs,
+      op: async (i) => {
+        const client = await pool.connect();
+        try {
+          return await writers[i](client);
+        } finally {
+          client.release();
+        }
+      },
+    });
+    await closePools();
+    return result;
+  },
+
+  /**
+   * The import's writes: the same rows into copies of contacts and audit_log (same columns,
+   * indexes and generated search text), 1,000 rows a statement, one transaction, one
+   * version lock. The copies are dropped afterwards.
+   */
+  async importRows(arg: { databaseUrl: string; tenantId: string; count: number }) {
+    const pool = poolOf(arg.databaseUrl, 1);
+    const client = await pool.connect();
+    try {
+      await client.query('DROP TABLE IF EXISTS bench_limit_contacts, bench_limit_audit');
+      await client.query('CREATE TABLE bench_limit_contacts (LIKE contacts INCLUDING ALL)');
+      await client.query('CREATE TABLE bench_limit_audit (LIKE audit_log INCLUDING ALL)');
+      const t0 = wallNow();
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ v: number }>('SELECT current_version AS v FROM tenant_versions WHERE tenant_id = $1 FOR UPDATE', [arg.tenantId]);
+      let version = rows[0].v;
+      for (let start = 0; start < arg.count; start += 1000) {
+        const cells = Array.from({ length: Math.min(1000, arg.count - start) }, (_, k) => csvRow(start + k).split(','));
+        await client.query(
+          `WITH ins AS (
+             INSERT INTO bench_limit_contacts (tenant_id, version, first_name, last_name, phone_primary, email, company, created_by_agent)
+             SELECT $1, $2::bigint + t.o, t.f, t.l, t.p, t.e, t.c, 'admin'
+               FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY AS t(f, l, p, e, c, o)
+             RETURNING id, version, first_name, last_name, phone_primary, email, company)
+           INSERT INTO bench_limit_audit (tenant_id, collection, record_id, version, action, changed_fields, changes, agent_code)
+           SELECT $1, 'contacts', id, version, 'create', ARRAY['firstName', 'lastName', 'phonePrimary', 'email', 'company'],
+                  jsonb_build_object('firstName', jsonb_build_object('to', first_name), 'lastName', jsonb_build_object('to', last_name),
+                    'phonePrimary', jsonb_build_object('to', phone_primary), 'email', jsonb_build_object('to', email),
+                    'company', jsonb_build_object('to', company)), 'admin'
+             FROM ins`,
+          [arg.tenantId, version, ...[0, 1, 2, 3, 4].map((c) => cells.map((row) => row[c]))],
+        );
+        version += cells.length;
+      }
+      await client.query('UPDATE tenant_versions SET current_version = $2 WHERE tenant_id = $1', [arg.tenantId, version]);
+      await client.query('COMMIT');
+      const ms = wallNow() - t0;
+      return { ms };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      await client.query('DROP TABLE IF EXISTS bench_limit_contacts, bench_limit_audit').catch(() => {});
+      client.release();
+      await closePools();
+    }
+  },
+});

@@ -1,0 +1,113 @@
+/**
+ * Connected devices from a process of their own: Socket.IO clients of the real server, or
+ * plain WebSocket clients of the bare `ws` server (the physical limit). They record when each
+ * change arrives; the marker of a change is the firstName of its first record.
+ */
+import { io, type Socket } from 'socket.io-client';
+import WebSocket from 'ws';
+import { serve } from '../lib/ipc.js';
+import { sleep, within } from '../lib/proc.js';
+import { wallNow } from '../lib/stats.js';
+
+interface ChangesEvent {
+  changes: { data?: { firstName?: string } }[];
+}
+
+const sockets: Socket[] = [];
+const plain: WebSocket[] = [];
+let armed = false;
+/** Arrival times by marker. */
+let arrivals = new Map<string, number[]>();
+let sample: unknown;
+
+function record(event: ChangesEvent, t: number) {
+  sample ??= event;
+  if (!armed) return;
+  const marker = event.changes?.[0]?.data?.firstName;
+  if (typeof marker !== 'string') return;
+  let list = arrivals.get(marker);
+  if (!list) arrivals.set(marker, (list = []));
+  list.push(t);
+}
+
+/** Connects one authenticated Socket.IO client; resolves when the server says `authenticated`. */
+function connectSocketIo(url: string, apiKey: string, deviceId: string): Promise<void> {
+  const socket = io(url, { auth: { apiKey, deviceId }, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 20_000 });
+  sockets.push(socket);
+  socket.on('changes', (event: ChangesEvent) => record(event, wallNow()));
+  return within(
+    new Promise<void>((resolve, reject) => {
+      socket.once('authenticated', () => resolve());
+      socket.once('connect_error', (error) => reject(error));
+      socket.once('auth_error', (error: unknown) => reject(new Error(JSON.stringify(error))));
+    }),
+    30_000,
+    `socket ${deviceId}`,
+  );
+}
+
+function connectWs(url: string): Promise<void> {
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  plain.push(ws);
+  ws.on('message', (data) => record(JSON.parse(data.toString()) as ChangesEvent, wallNow()));
+  return within(
+    new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    }),
+    30_000,
+    'ws client',
+  );
+}
+
+serve({
+  /**
+   * Opens the connections `concurrency` at a time. Socket.IO: one per entry of `devices`;
+   * ws: `count` to `url`. Answers how many connected and how long it took.
+   */
+  async connect(arg: { mode: 'socketio' | 'ws'; url: string; devices?: { apiKey: string; deviceId: string }[]; count?: number; concurrency: number }) {
+    const total = arg.mode === 'socketio' ? arg.devices!.length : arg.count!;
+    const t0 = wallNow();
+    let connected = 0;
+    let failed = 0;
+    let firstError: string | undefined;
+    for (let start = 0; start < total; start += arg.concurrency) {
+      const wave = Array.from({ length: Math.min(arg.concurrency, total - start) }, (_, k) =>
+        arg.mode === 'socketio' ? connectSocketIo(arg.url, arg.devices![start + k].apiKey, arg.devices![start + k].deviceId) : connectWs(arg.url),
+      );
+      for (const outcome of await Promise.allSettled(wave)) {
+        if (outcome.status === 'fulfilled') connected++;
+        else {
+          failed++;
+          firstError ??= String(outcome.reason?.message ?? outcome.reason);
+        }
+      }
+      if (failed > 100) break;
+    }
+    return { connected, failed, firstError, ms: wallNow() - t0 };
+  },
+
+  /** Starts recording arrivals (forgetting earlier ones). */
+  arm() {
+    arrivals = new Map();
+    armed = true;
+  },
+
+  /** Stops recording; answers the arrival times by marker. */
+  collect() {
+    armed = false;
+    return Object.fromEntries(arrivals);
+  },
+
+  /** The first `changes` payload this process received (the ws limit broadcasts the same shape). */
+  sample: () => sample,
+
+  /** How many of this process's connections are still open. */
+  open: () => sockets.filter((s) => s.connected).length + plain.filter((w) => w.readyState === WebSocket.OPEN).length,
+
+  async close() {
+    for (const s of sockets.splice(0)) s.disconnect();
+    for (const w of plain.splice(0)) w.terminate();
+    await sleep(200);
+  },
+});

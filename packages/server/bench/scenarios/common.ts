@@ -1,0 +1,69 @@
+import type { Known } from '../lib/data.js';
+import type { LoopResult } from '../lib/loops.js';
+import { round, summarize, type Summary } from '../lib/stats.js';
+import { metric, type BenchContext, type Metric, type Target } from '../lib/types.js';
+
+/** `count` devices of tenant A: agents round robin, ids `<prefix>-<n>`. */
+export function devicesOf(ctx: BenchContext, prefix: string, count: number, first = 0) {
+  return Array.from({ length: count }, (_, n) => {
+    const agent = ctx.a.agents[(first + n) % ctx.a.agents.length];
+    return { apiKey: agent.apiKey, deviceId: `${prefix}-${first + n}`, index: first + n };
+  });
+}
+
+/** Splits `items` into `parts` nearly equal slices. */
+export function split<T>(items: T[], parts: number): T[][] {
+  const out: T[][] = Array.from({ length: parts }, () => []);
+  items.forEach((item, i) => out[i % parts].push(item));
+  return out;
+}
+
+/** The latest version of tenant A. */
+export async function latestVersion(ctx: BenchContext): Promise<number> {
+  const { rows } = await ctx.pool.query<{ v: number }>('SELECT current_version AS v FROM tenant_versions WHERE tenant_id = $1', [ctx.a.id]);
+  return rows[0].v;
+}
+
+/** `count` live contacts of tenant A from `offset` (in id order, stable while versions move): what devices edit. */
+export async function knownContacts(ctx: BenchContext, offset: number, count: number): Promise<Known[]> {
+  const { rows } = await ctx.pool.query<Known>(
+    'SELECT id, version FROM contacts WHERE tenant_id = $1 AND NOT is_deleted ORDER BY id OFFSET $2 LIMIT $3',
+    [ctx.a.id, offset, count],
+  );
+  return rows;
+}
+
+/** p50/p95/p99 of a latency series beside the limit's, the target (if any) on p95. */
+export function latencyMetrics(key: string, label: string, server: Summary, limit?: Summary, limitWhat?: string, p95Target?: Target): Metric[] {
+  return (['p50', 'p95', 'p99'] as const).map((p) =>
+    metric({
+      key: `${key}.${p}`,
+      label: `${label} ${p}`,
+      unit: 'ms',
+      value: round(server[p]),
+      better: 'lower',
+      target: p === 'p95' ? p95Target : undefined,
+      limit: limit ? round(limit[p]) : undefined,
+      limitWhat: limit ? limitWhat : undefined,
+    }),
+  );
+}
+
+/** Merges the closed-loop results of several workers into one. */
+export function mergeLoops(results: LoopResult[]): { ops: number; units: number; errors: number; firstError?: string; elapsedMs: number; latency: Summary } {
+  return {
+    ops: results.reduce((n, r) => n + r.ops, 0),
+    units: results.reduce((n, r) => n + r.units, 0),
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    firstError: results.find((r) => r.firstError)?.firstError,
+    // Workers run side by side: the window is the longest of theirs.
+    elapsedMs: Math.max(...results.map((r) => r.elapsedMs)),
+    latency: summarize(results.flatMap((r) => r.latencies)),
+  };
+}
+
+/** Fails a scenario whose load saw errors: numbers of a half-failing run mislead. */
+export function assertClean(what: string, run: { errors: number; firstError?: string; ops: number }) {
+  if (run.errors > 0) throw new Error(`${what}: ${run.errors} errors of ${run.ops + run.errors} (first: ${run.firstError})`);
+  if (run.ops === 0) throw new Error(`${what}: nothing completed`);
+}

@@ -1,0 +1,13 @@
+import type { Scenario } from '../lib/types.js';
+import { connections } from './connections.js';
+import { csvImport } from './csv-import.js';
+import { eligibleCalls } from './eligible-calls.js';
+import { fanout1000, fanout50 } from './fanout.js';
+import { initialSync } from './initial-sync.js';
+import { pullDelta } from './pull-delta.js';
+import { pullThroughput } from './pull-throughput.js';
+import { push } from './push.js';
+import { pushThroughput } from './push-throughput.js';
+
+/** Every scenario of SPEC §12, in run order: the import first (it seeds the tenant), reads before writes. */
+export const scenarios: Scenario[] = [csvImport, pullDelta, initialSync, pullThroughput, push, pushThroughput, fanout50, fanout1000, connections, eligibleCalls];

@@ -1,0 +1,49 @@
+import { withWorkers } from '../lib/ipc.js';
+import { round } from '../lib/stats.js';
+import { metric, type Scenario } from '../lib/types.js';
+import { devicesOf } from './common.js';
+
+type Rep = { records: number; ms: number; pages: number };
+
+/** The median repetition by duration. */
+const median = (reps: Rep[]) => [...reps].sort((x, y) => x.ms - y.ms)[Math.floor(reps.length / 2)];
+
+/**
+ * A new device downloading the whole tenant, pages of 5,000 (the maximum) from version 0.
+ * Limit: the same pages of the server's pull statement through `pg`.
+ */
+export const initialSync: Scenario = {
+  name: 'initial-sync',
+  title: 'initial sync of the contacts (paged)',
+  budgetMs: ({ quick }) => (quick ? 60_000 : 240_000),
+  async run(ctx) {
+    const [device] = devicesOf(ctx, 'initial-sync', 1);
+    const reps = ctx.scale.initialSyncReps;
+    const server = await ctx.serverPhase(() =>
+      withWorkers('http-load.ts', 1, ([w]) => w.call<Rep[]>('initialSync', { url: ctx.server.url, device, pageSize: 5000, reps }, 300_000)),
+    );
+    const limit = await withWorkers('pg-load.ts', 1, ([w]) =>
+      w.call<Rep[]>('initialSync', { databaseUrl: ctx.databaseUrl, tenantId: ctx.a.id, userId: ctx.a.agents[0].userId, since: 0, limit: 5000, pageSize: 5000, reps }, 300_000),
+    );
+    const s = median(server);
+    const l = median(limit);
+    if (s.records < ctx.scale.contacts) throw new Error(`initial sync delivered ${s.records} records, expected at least ${ctx.scale.contacts}`);
+    const limitWhat = "the server's pull statement via pg, same pages";
+    return {
+      metrics: [
+        metric({
+          key: 'initial-sync.throughput',
+          label: `records/s (${s.records.toLocaleString('en')} records, ${s.pages} pages)`,
+          unit: 'records/s',
+          value: round(s.records / (s.ms / 1000)),
+          better: 'higher',
+          target: { op: '>=', value: 75_000 },
+          limit: round(l.records / (l.ms / 1000)),
+          limitWhat,
+        }),
+        metric({ key: 'initial-sync.seconds', label: 'duration', unit: 's', value: round(s.ms / 1000), better: 'lower', limit: round(l.ms / 1000), limitWhat }),
+      ],
+      details: { server, limit },
+    };
+  },
+};

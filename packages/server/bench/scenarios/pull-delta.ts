@@ -1,0 +1,62 @@
+import { withWorkers } from '../lib/ipc.js';
+import { round, summarize } from '../lib/stats.js';
+import { metric, type Scenario } from '../lib/types.js';
+import { devicesOf, latencyMetrics, latestVersion } from './common.js';
+
+/**
+ * One device pulling a delta of 100 changes while the tenant holds the whole data set, one
+ * request after the other. Limit: the server's own pull statement through `pg`.
+ */
+export const pullDelta: Scenario = {
+  name: 'pull-delta',
+  title: 'delta pull of 100 changes, one device',
+  budgetMs: ({ quick }) => (quick ? 60_000 : 240_000),
+  async run(ctx) {
+    const latest = await latestVersion(ctx);
+    const since = latest - 100;
+    const [device] = devicesOf(ctx, 'pull-delta', 1);
+    const requests = ctx.scale.pullRequests;
+    const server = await ctx.serverPhase(() =>
+      withWorkers('http-load.ts', 1, ([w]) =>
+        w.call<{ latencies: number[]; elapsedMs: number }>('pullSequential', {
+          url: ctx.server.url,
+          device,
+          version: since,
+          limit: 1000,
+          requests,
+          warmup: 50,
+          expect: 100,
+        }),
+      ),
+    );
+    const limit = await withWorkers('pg-load.ts', 1, ([w]) =>
+      w.call<{ latencies: number[]; elapsedMs: number; rows: number }>('pullSequential', {
+        databaseUrl: ctx.databaseUrl,
+        tenantId: ctx.a.id,
+        userId: ctx.a.agents[0].userId,
+        since,
+        limit: 1000,
+        requests,
+        warmup: 50,
+      }),
+    );
+    const limitWhat = "the server's pull statement via pg";
+    const s = summarize(server.latencies);
+    const l = summarize(limit.latencies);
+    return {
+      metrics: [
+        ...latencyMetrics('pull-delta.latency', 'latency', s, l, limitWhat, { op: '<=', value: 5 }),
+        metric({
+          key: 'pull-delta.throughput',
+          label: 'throughput (one device, sequential)',
+          unit: 'req/s',
+          value: round(requests / (server.elapsedMs / 1000)),
+          better: 'higher',
+          limit: round(requests / (limit.elapsedMs / 1000)),
+          limitWhat,
+        }),
+      ],
+      details: { since, latest, requests, limitRows: limit.rows },
+    };
+  },
+};
