@@ -1,6 +1,10 @@
 /** The database port: all SQL goes through `query`, atomic work through `transaction`. */
 export interface Queryable {
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<T>>;
+  /**
+   * Runs one parameterised statement. `opts.prepare` names it, so PostgreSQL plans it once per
+   * connection (hot statements whose planning costs more than their execution: the pull).
+   */
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[], opts?: { prepare?: string }): Promise<QueryResult<T>>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
 }

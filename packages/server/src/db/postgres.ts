@@ -10,19 +10,21 @@ export function createPostgresDb(connectionString: string, options: { max?: numb
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {});
 
-  const run = async <T>(client: pg.Pool | pg.PoolClient, sql: string, params?: unknown[]): Promise<QueryResult<T>> => {
-    const result = await client.query(sql, params as unknown[]);
+  const run = async <T>(client: pg.Pool | pg.PoolClient, sql: string, params?: unknown[], opts?: { prepare?: string }): Promise<QueryResult<T>> => {
+    const result = opts?.prepare
+      ? await client.query({ name: opts.prepare, text: sql, values: params as unknown[] })
+      : await client.query(sql, params as unknown[]);
     return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
   };
 
   return {
     kind: 'postgres',
-    query: (sql, params) => run(pool, sql, params),
+    query: (sql, params, opts) => run(pool, sql, params, opts),
     exec: async (sql) => void (await pool.query(sql)),
     async transaction(fn) {
       const client = await pool.connect();
       const tx: Queryable = {
-        query: (sql, params) => run(client, sql, params),
+        query: (sql, params, opts) => run(client, sql, params, opts),
         exec: async (sql) => void (await client.query(sql)),
       };
       try {

@@ -278,6 +278,16 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     for (const m of commit.membership ?? []) pushTo(membership, m.userId, m);
     const range = { fromVersion: commit.fromVersion, toVersion: commit.toVersion };
 
+    if (bySpace.size === 0 && byUser.size === 0 && membership.size === 0) {
+      // Only tenant-wide changes: every socket but the writer's gets the same event, so one
+      // room broadcast encodes it once instead of once per socket.
+      const room = io.local.to(rooms.tenant(tenantId));
+      const target = commit.origin.deviceId ? room.except(rooms.device(tenantId, commit.origin.deviceId)) : room;
+      target.emit('changes', { ...range, changes: tenantWide });
+      for (const event of commit.events ?? []) (target.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
+      return;
+    }
+
     for (const socketId of local) {
       const socket = nsp.sockets.get(socketId) as FsSocket | undefined;
       const principal = socket?.data.principal;

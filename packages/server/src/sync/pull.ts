@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Change, Delta } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../db/db.js';
 import { AppError } from '../errors.js';
@@ -71,14 +72,14 @@ function branchesOf(def: CollectionDef): string[] {
   ];
 }
 
-/**
- * The changes above `since` that the user may see, in version order, at most `limit`, with
- * the tenant's latest version read in the same statement, hence the same snapshot: every
- * version <= latestVersion is committed and visible to this statement (writers commit in
- * version order), so paging with nextVersion never skips a change.
- */
-export async function pullChanges(db: Queryable, defs: CollectionDef[], req: PullRequest): Promise<Delta> {
-  const sql = `
+const statements = new Map<string, { sql: string; name: string }>();
+
+/** The pull statement for a set of collections, built once, with a stable prepared-statement name. */
+function pullStatement(defs: CollectionDef[]): { sql: string; name: string } {
+  const key = defs.map((d) => d.name).join(',');
+  let statement = statements.get(key);
+  if (!statement) {
+    const sql = `
     SELECT tv.current_version AS latest, c.collection, c.id, c.version, c.is_deleted, c.data
       FROM tenant_versions tv
       LEFT JOIN LATERAL (
@@ -86,6 +87,20 @@ export async function pullChanges(db: Queryable, defs: CollectionDef[], req: Pul
       ) c ON true
      WHERE tv.tenant_id = $1
      ORDER BY c.version`;
+    statement = { sql, name: `pull:${createHash('sha1').update(sql).digest('hex').slice(0, 16)}` };
+    statements.set(key, statement);
+  }
+  return statement;
+}
+
+/**
+ * The changes above `since` that the user may see, in version order, at most `limit`, with
+ * the tenant's latest version read in the same statement, hence the same snapshot: every
+ * version <= latestVersion is committed and visible to this statement (writers commit in
+ * version order), so paging with nextVersion never skips a change.
+ */
+export async function pullChanges(db: Queryable, defs: CollectionDef[], req: PullRequest): Promise<Delta> {
+  const { sql, name } = pullStatement(defs);
   const { rows } = await db.query<{
     latest: number;
     collection: string | null;
@@ -93,7 +108,10 @@ export async function pullChanges(db: Queryable, defs: CollectionDef[], req: Pul
     version: number;
     is_deleted: boolean;
     data: Record<string, unknown>;
-  }>(sql, [req.tenantId, req.since, req.limit + 1, ...(defs.some((d) => d.scope === 'space') ? [req.userId ?? null] : [])]);
+  }>(sql, [req.tenantId, req.since, req.limit + 1, ...(defs.some((d) => d.scope === 'space') ? [req.userId ?? null] : [])], {
+    // Planning this union costs more than running it: plan it once per connection.
+    prepare: name,
+  });
 
   if (rows.length === 0) throw new AppError('NOT_FOUND', 'Tenant not found');
   const latestVersion = rows[0].latest;

@@ -7,6 +7,8 @@ import type { Actor, ContactsService } from './contacts.service.js';
 
 const CHUNK_ROWS = 1000;
 const MAX_REPORTED_ERRORS = 1000;
+/** Imports at least this large refresh the planner statistics of contacts. */
+const ANALYZE_AFTER_ROWS = 10_000;
 
 /** Header names accepted for each field: the wire name, snake_case, or the seed's names. */
 const HEADER_ALIASES: Record<string, string> = Object.fromEntries(
@@ -151,5 +153,8 @@ export async function importContactsCsv(
   if (!fields) throw new AppError('VALIDATION_FAILED', 'The CSV body is empty: it needs a header row');
   await flush();
   result.errors.sort((a, b) => a.row - b.row);
+  // A large import changes the table's shape: fresh statistics keep pulls on the version index
+  // (without them PostgreSQL may sort the whole table per page until autovacuum runs).
+  if (result.created >= ANALYZE_AFTER_ROWS) await contacts.refreshStatistics();
   return result;
 }

@@ -48,6 +48,8 @@ export interface ContactsService {
   /** Creates many contacts in one transaction; each row succeeds or fails on its own. */
   createMany(actor: Actor, rows: ContactCreate[]): Promise<RowResult[]>;
   bulk(actor: Actor, rows: unknown[], validate: (row: unknown) => string | undefined): Promise<BulkResult>;
+  /** Refreshes the planner statistics of contacts (after large imports). */
+  refreshStatistics(): Promise<void>;
   /** Live contacts in id order, page by page: the export's source. */
   pages(tenantId: string, pageSize?: number): AsyncGenerator<Contact[]>;
 }
@@ -245,6 +247,10 @@ export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultR
       });
       const created = results.filter((r) => r.success).length;
       return { results, created, failed: rows.length - created };
+    },
+
+    async refreshStatistics() {
+      await db.exec('ANALYZE contacts');
     },
 
     async *pages(tenantId, pageSize = 1000) {
