@@ -4,12 +4,10 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withoutConfig } from '@fieldsync/server/config/config';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const MAIN = 'packages/server/src/main.ts';
-/** Variables of this process that would configure the child: never inherited. */
-const CONFIG_KEYS = ['PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'LOG_LEVEL', 'LOG_DIR', 'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'SHUTDOWN_GRACE_MS'];
-
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -61,8 +59,7 @@ export class ManagedServer {
 
   /** Starts the process and waits until `/health` answers 200. */
   async boot(timeoutMs = 120_000): Promise<void> {
-    const base = { ...process.env };
-    for (const key of CONFIG_KEYS) delete base[key];
+    const base = withoutConfig(process.env);
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN], { cwd: ROOT, env: { ...base, ...this.env }, stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     this.stderr = '';

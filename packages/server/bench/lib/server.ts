@@ -4,12 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sleep, spawnNode, stopChild, tail } from './proc.js';
-
-/** Environment keys of the parent that would change the server's configuration: never inherited. */
-const CONFIG_KEYS = [
-  'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
-  'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'SHUTDOWN_GRACE_MS', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
-];
+import { withoutConfig } from '../../src/config/config.js';
 
 /** A TCP port of 127.0.0.1 nothing listens on right now. */
 export async function freePort(): Promise<number> {
@@ -42,8 +37,7 @@ export interface RunningServer {
 export async function startFieldsync(opts: { databaseUrl: string; adminKey: string }): Promise<RunningServer> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'fieldsync-bench-'));
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of CONFIG_KEYS) delete env[key];
+  const env = withoutConfig(process.env);
   Object.assign(env, {
     HOST: '127.0.0.1',
     PORT: String(port),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from './config.js';
+import { CONFIG_KEYS, ConfigError, loadConfig, withoutConfig } from './config.js';
 
 /** The problems loadConfig reports for `env`, or [] when it accepts it. */
 function problemsOf(env: Record<string, string>): string[] {
@@ -142,5 +142,16 @@ describe('loadConfig', () => {
       if (saved === undefined) delete process.env.PORT;
       else process.env.PORT = saved;
     }
+  });
+});
+
+describe('CONFIG_KEYS', () => {
+  it('names every variable loadConfig reads, so tools that start a server strip them all', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const source = await readFile(new URL('./config.ts', import.meta.url), 'utf8');
+    const read = new Set([...source.matchAll(/\b(?:str|int|url)\('([A-Z_]+)'/g)].map((m) => m[1]));
+    expect(read.size).toBeGreaterThan(10);
+    expect([...CONFIG_KEYS].sort()).toEqual([...read].sort());
+    expect(withoutConfig({ PORT: '1', PATH: '/bin' })).toEqual({ PATH: '/bin' });
   });
 });

@@ -19,6 +19,20 @@ export interface Config {
   socketAuthTimeoutMs: number;
 }
 
+/** Every environment variable `loadConfig` reads. */
+export const CONFIG_KEYS = [
+  'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
+  'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
+  'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS',
+] as const;
+
+/** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
+export function withoutConfig(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const key of CONFIG_KEYS) delete out[key];
+  return out;
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);

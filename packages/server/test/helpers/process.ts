@@ -1,28 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { withoutConfig } from '../../src/config/config.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const MAIN = 'packages/server/src/main.ts';
 
 /** Every child still running: `killAll()` ends them, whatever the tests did. */
 const running = new Set<ServerProcess>();
-
-/** Environment keys of the parent that would change the child's configuration: never inherited. */
-const CONFIG_KEYS = [
-  'PORT',
-  'HOST',
-  'DATA_DIR',
-  'DATABASE_URL',
-  'REDIS_URL',
-  'JWT_SECRET',
-  'CORS_ORIGIN',
-  'LOG_LEVEL',
-  'LOG_DIR',
-  'RATE_LIMIT_PER_MINUTE',
-  'FIELDSYNC_BOOTSTRAP_ADMIN_KEY',
-  'SHUTDOWN_GRACE_MS',
-];
 
 export interface Exit {
   code: number | null;
@@ -89,8 +74,7 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
  */
 export async function spawnServer(env: Record<string, string>, group?: Set<ServerProcess>): Promise<ServerProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
-  const base = { ...process.env };
-  for (const key of CONFIG_KEYS) delete base[key];
+  const base = withoutConfig(process.env);
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
     cwd: ROOT,
     env: { ...base, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: String(port) },
