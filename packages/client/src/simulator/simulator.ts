@@ -269,7 +269,13 @@ class Device {
       this.offline.push([from, Date.now()]);
       this.online = true;
       this.onlineSince = Date.now();
-      if (!this.sim.settling) this.client.connect();
+      if (this.sim.settling) return;
+      try {
+        this.client.connect();
+      } catch (error) {
+        // The app is being restarted (or the run is over): restart() connects the new client.
+        if (!(error instanceof FieldsyncError && error.code === 'CLOSED')) throw error;
+      }
     }, ms);
   }
 
