@@ -42,21 +42,23 @@ function parseCli() {
       only: { type: 'string', multiple: true },
       'database-url': { type: 'string' },
       profile: { type: 'boolean', default: false },
+      'keep-database': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      `npm run bench -- [--quick] [--only <scenario>[,<scenario>]] [--database-url <postgres url>] [--profile]\n` +
+      `npm run bench -- [--quick] [--only <scenario>[,<scenario>]] [--database-url <postgres url>] [--profile] [--keep-database]\n` +
         `scenarios: ${scenarios.map((s) => s.name).join(', ')}\n` +
-        `--profile writes a CPU profile of the server per scenario to packages/server/bench/profiles/ (numbers are slower then)\n`,
+        `--profile writes a CPU profile of the server per scenario to packages/server/bench/profiles/ (numbers are slower then)\n` +
+        `--keep-database leaves the generated database in place for EXPLAIN ANALYZE and prints its URL\n`,
     );
     process.exit(0);
   }
   const only = values.only?.flatMap((o) => o.split(',')).map((o) => o.trim()).filter(Boolean);
   const unknown = only?.filter((o) => !scenarios.some((s) => s.name === o)) ?? [];
   if (unknown.length > 0) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${scenarios.map((s) => s.name).join(', ')}`);
-  return { quick: values.quick!, only, databaseUrl: values['database-url'], profile: values.profile! };
+  return { quick: values.quick!, only, databaseUrl: values['database-url'], profile: values.profile!, keepDatabase: values['keep-database']! };
 }
 
 /** Creates `count` agents with `adminKey`; each comes with its API key. */
@@ -128,6 +130,10 @@ async function main(): Promise<number> {
   try {
     const db = await createBenchDatabase(baseDatabaseUrl(cli.databaseUrl));
     cleanups.push(async () => {
+      if (cli.keepDatabase) {
+        log(`kept database ${db.url}`);
+        return;
+      }
       await db.drop();
       log(`dropped database ${db.name}`);
     });

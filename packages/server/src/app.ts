@@ -36,6 +36,7 @@ import { createMaintenanceJob } from './jobs/maintenance.job.js';
 import { CollectionRegistry } from './sync/collections.js';
 import { ChangeFeed } from './sync/feed.js';
 import { createSyncService } from './sync/sync.service.js';
+import { PageCache } from './sync/page-cache.js';
 import { createPolicyStore } from './sync/policies.js';
 import { createPushEngine } from './sync/push.js';
 import { categoriesCollection, itemsCollection, spacesCollection } from './modules/lists/lists.collection.js';
@@ -98,7 +99,7 @@ export async function buildApp(deps: AppDeps) {
   const contacts = createContactsService({ db, feed, defaultRegion: config.defaultPhoneRegion });
   const policies = createPolicyStore();
   const push = createPushEngine({ db, registry, feed, policies });
-  const sync = createSyncService({ db, registry, devices, push });
+  const sync = createSyncService({ db, registry, devices, push, pageCache: config.pullCacheMb > 0 ? new PageCache(config.pullCacheMb * 2 ** 20) : undefined });
   const lists = createListsService({ db, registry, push });
   const conflicts = createConflictsService({ db, registry, policies, push });
 

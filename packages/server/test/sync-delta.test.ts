@@ -445,6 +445,41 @@ describe.each(backends)('delta pull on %s', (backend) => {
     expect((await t.pull(`version=${second.nextVersion}`)).changes).toEqual([]);
   });
 
+  it('serves devices at one checkpoint a shared page only while no commit followed it, whichever instance wrote', async () => {
+    const other = await startTestApp(backend, {}, { sharedDb: app.testDb });
+    const uncached = await startTestApp(backend, { PULL_CACHE_MB: '0' }, { sharedDb: app.testDb });
+    try {
+      const t = await newTenant();
+      const ids = await createContacts(t, 5);
+      const first = await t.pull('version=2');
+      expect(first.changes.map((c) => c.id)).toEqual(ids.slice(2));
+      // A write behind the server's back, taking no version: only a page read before it shows the old value.
+      await app.testDb.db.query(`UPDATE contacts SET notes = 'unversioned' WHERE id = $1`, [ids[4]]);
+      const again = await t.pull('version=2');
+      expect(again).toEqual(first);
+      expect(again.changes[2].data.notes).toBeNull();
+      const direct = await uncached.api('GET', '/api/sync/delta?version=2', { key: t.key });
+      expect(direct.body.data.changes[2].data.notes).toBe('unversioned');
+      // Another instance commits: this instance's next pull reads past its cached page.
+      const patched = await other.api('PATCH', `/api/contacts/${ids[2]}`, { key: t.key, body: { company: 'Elsewhere' } });
+      expect(patched.status).toBe(200);
+      const after = await t.pull('version=2');
+      expect(after.latestVersion).toBe(6);
+      expect(after.changes.map((c) => [c.id, c.version])).toEqual([
+        [ids[3], 4],
+        [ids[4], 5],
+        [ids[2], 6],
+      ]);
+      expect(after.changes[1].data.notes).toBe('unversioned');
+      expect(after.changes[2].data.company).toBe('Elsewhere');
+      // A device that is up to date gets an empty page with its own checkpoint kept.
+      expect(await t.pull('version=6')).toEqual({ changes: [], latestVersion: 6, nextVersion: 6, hasMore: false });
+    } finally {
+      await other.close();
+      await uncached.close();
+    }
+  });
+
   it('picks up a record that changes while a device is paging, without losing or repeating others', async () => {
     const t = await newTenant();
     const ids = await createContacts(t, 9);

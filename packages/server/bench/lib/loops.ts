@@ -72,3 +72,24 @@ export async function sequential(count: number, warmup: number, op: (i: number) 
   }
   return { latencies, elapsedMs: wallNow() - start };
 }
+
+/**
+ * Where each request of a pull load starts: `same`, every request at `since` (devices of a
+ * team at one checkpoint: after the first, the server answers from its page cache); or
+ * `distinct`, a checkpoint no other request of the run used, stepping back from `since` by
+ * `stride` from `offset` (so several load processes never meet), so every pull runs the query.
+ */
+export type CheckpointMode = 'same' | 'distinct';
+
+/** How far back distinct checkpoints reach before they wrap: within the 100k-record data set. */
+const DISTINCT_SPAN = 60_000;
+
+export function checkpoints(since: number, mode: CheckpointMode, offset = 0, stride = 1): () => number {
+  let n = offset;
+  return () => {
+    if (mode === 'same') return since;
+    const back = n % DISTINCT_SPAN;
+    n += stride;
+    return Math.max(0, since - back);
+  };
+}

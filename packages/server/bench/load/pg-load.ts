@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { csvRow, LIMIT_PHONE_BASE, phone } from '../lib/data.js';
 import { serve } from '../lib/ipc.js';
-import { closedLoop, sequential } from '../lib/loops.js';
+import { checkpoints, closedLoop, sequential, type CheckpointMode } from '../lib/loops.js';
 import { capturePullStatement } from '../lib/pull-sql.js';
 import { wallNow } from '../lib/stats.js';
 
@@ -17,6 +17,8 @@ interface PullArgs {
   userId: string;
   since: number;
   limit: number;
+  /** Checkpoints as the HTTP load used them (the statement has no cache: only for symmetry). */
+  mode?: CheckpointMode;
 }
 
 const pools: pg.Pool[] = [];
@@ -94,9 +96,10 @@ serve({
     const statement = await capturePullStatement(arg.tenantId, arg.userId);
     const pool = poolOf(arg.databaseUrl, 1);
     let rows = 0;
+    const next = checkpoints(arg.since, arg.mode ?? 'same');
     const run = await sequential(arg.requests, arg.warmup, async () => {
       // Prepared, as the server runs it: the limit is execution, not re-planning.
-      const result = await pool.query({ name: 'bench-pull', text: statement.sql, values: statement.params(arg.since, arg.limit) });
+      const result = await pool.query({ name: 'bench-pull', text: statement.sql, values: statement.params(next(), arg.limit) });
       rows = result.rowCount ?? 0;
     });
     await closePools();
@@ -107,13 +110,13 @@ serve({
   async pullConcurrent(arg: PullArgs & { concurrency: number; poolMax: number; durationMs: number; warmupMs: number }) {
     const statement = await capturePullStatement(arg.tenantId, arg.userId);
     const pool = poolOf(arg.databaseUrl, arg.poolMax);
-    const params = statement.params(arg.since, arg.limit);
+    const next = checkpoints(arg.since, arg.mode ?? 'same');
     const result = await closedLoop({
       concurrency: arg.concurrency,
       durationMs: arg.durationMs,
       warmupMs: arg.warmupMs,
       op: async () => {
-        await pool.query({ name: 'bench-pull', text: statement.sql, values: params });
+        await pool.query({ name: 'bench-pull', text: statement.sql, values: statement.params(next(), arg.limit) });
         return 1;
       },
     });
@@ -132,10 +135,12 @@ serve({
       let records = 0;
       let pages = 0;
       for (; pages < 10_000; pages++) {
-        const { rows } = await pool.query<{ version: number | null }>({ name: 'bench-pull', text: statement.sql, values: statement.params(since, arg.pageSize) });
+        // Page sizes as the HTTP load uses them (one fewer per repetition).
+        const pageSize = arg.pageSize - r;
+        const { rows } = await pool.query<{ version: number | null }>({ name: 'bench-pull', text: statement.sql, values: statement.params(since, pageSize) });
         const found = rows.filter((row) => row.version !== null);
-        const hasMore = found.length > arg.pageSize;
-        const page = hasMore ? found.slice(0, arg.pageSize) : found;
+        const hasMore = found.length > pageSize;
+        const page = hasMore ? found.slice(0, pageSize) : found;
         records += page.length;
         if (!hasMore) break;
         since = page[page.length - 1].version!;

@@ -5,7 +5,9 @@ import { devicesOf, latencyMetrics, latestVersion } from './common.js';
 
 /**
  * One device pulling a delta of 100 changes while the tenant holds the whole data set, one
- * request after the other. Limit: the server's own pull statement through `pg`.
+ * request after the other, each from a checkpoint no other request used: every pull runs the
+ * statement (the page cache shared by devices at one checkpoint never answers; that case is
+ * in `pull-throughput`). Limit: the server's own pull statement through `pg`, same checkpoints.
  */
 export const pullDelta: Scenario = {
   name: 'pull-delta',
@@ -22,10 +24,11 @@ export const pullDelta: Scenario = {
           url: ctx.server.url,
           device,
           version: since,
-          limit: 1000,
+          limit: 100,
           requests,
           warmup: 50,
           expect: 100,
+          mode: 'distinct',
         }),
       ),
     );
@@ -35,9 +38,10 @@ export const pullDelta: Scenario = {
         tenantId: ctx.a.id,
         userId: ctx.a.agents[0].userId,
         since,
-        limit: 1000,
+        limit: 100,
         requests,
         warmup: 50,
+        mode: 'distinct',
       }),
     );
     const limitWhat = "the server's pull statement via pg";

@@ -14,6 +14,8 @@ export interface Config {
   defaultPhoneRegion: string;
   deviceFlushMs: number;
   authCacheMs: number;
+  /** Memory for pulled pages shared by devices at the same checkpoint (0: no cache). */
+  pullCacheMb: number;
   shutdownGraceMs: number;
   /** How long a socket may stay connected without authenticating. */
   socketAuthTimeoutMs: number;
@@ -23,7 +25,7 @@ export interface Config {
 export const CONFIG_KEYS = [
   'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
   'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
-  'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS',
+  'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS',
 ] as const;
 
 /** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
@@ -122,6 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     defaultPhoneRegion: region,
     deviceFlushMs: int('DEVICE_FLUSH_MS', 1000, 10, 60_000),
     authCacheMs: int('AUTH_CACHE_MS', 5000, 0, 300_000),
+    pullCacheMb: int('PULL_CACHE_MB', 32, 0, 4096),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     socketAuthTimeoutMs: int('SOCKET_AUTH_TIMEOUT_MS', 10_000, 50, 600_000),
   };

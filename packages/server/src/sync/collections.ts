@@ -96,6 +96,9 @@ export class CollectionRegistry {
 
   register(def: CollectionDef): void {
     const names = [def.name, ...def.aliases];
+    // Names reach SQL literals and JSON text unescaped (pull.ts): identifiers only.
+    const bad = names.find((name) => !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(name));
+    if (bad !== undefined) throw new Error(`collection name ${JSON.stringify(bad)} is not an identifier`);
     // All names checked before any is taken: a refused definition leaves no name behind.
     for (const name of names) {
       if (this.byName.has(name) || names.indexOf(name) !== names.lastIndexOf(name)) throw new Error(`collection name ${name} registered twice`);

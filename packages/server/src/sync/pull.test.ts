@@ -3,7 +3,7 @@ import { backends, openTestDb, type TestDb } from '../../test/helpers/test-db.js
 import type { Db } from '../db/db.js';
 import { AppError } from '../errors.js';
 import { CollectionRegistry, type CollectionDef } from './collections.js';
-import { pullChanges, resolveCollections } from './pull.js';
+import { deltaEnvelopeJson, pullChanges, pullPage, resolveCollections, toDelta } from './pull.js';
 import { withTenantWrite } from './versions.js';
 
 /** Two synced collections of the test's own, so the merge in version order is exercised without any domain module. */
@@ -116,6 +116,25 @@ describe.each(backends)('pullChanges on %s', (backend) => {
     expect(delta.changes).toEqual([{ collection: 'testCards', op: 'delete', id, version: 2, data: { id, version: 2, body: 'c 1', isDeleted: true } }]);
   });
 
+  it('splices the records into the answer as PostgreSQL wrote them: the JSON text equals the object form', async () => {
+    const tenantId = await newTenant();
+    const [id] = await write(tenantId, 'c');
+    const tricky = 'quote " backslash \\ newline \n tab \t emoji 😀 nul-free </script>';
+    await withTenantWrite(db, tenantId, (tx) =>
+      tx.query('UPDATE test_cards SET body = $3, version = $4 WHERE tenant_id = $1 AND id = $2', [tenantId, id, tricky, tx.nextVersion()]),
+    );
+    const page = await pullPage(db, both, { tenantId, since: 0, limit: 10 });
+    expect(page.count).toBe(1);
+    const parsed = JSON.parse(deltaEnvelopeJson(page));
+    expect(parsed).toEqual({ success: true, data: toDelta(page) });
+    expect(parsed.data).toEqual({
+      changes: [{ collection: 'testCards', op: 'upsert', id, version: 2, data: { id, version: 2, body: tricky, isDeleted: false } }],
+      latestVersion: 2,
+      nextVersion: 2,
+      hasMore: false,
+    });
+  });
+
   it('answers NOT_FOUND for a tenant without a version row', async () => {
     await expect(pullChanges(db, both, { tenantId: '00000000-0000-4000-8000-000000000000', since: 0, limit: 1 })).rejects.toMatchObject({
       code: 'NOT_FOUND',
@@ -145,5 +164,11 @@ describe.each(backends)('pullChanges on %s', (backend) => {
     expect(local.all()).toEqual([cards]);
     expect(() => local.register({ ...notes, name: 'same', aliases: ['same'] })).toThrow(/twice/);
     expect(local.resolve('same')).toBeUndefined();
+    // Names are spliced into SQL literals and JSON text: anything but an identifier is refused.
+    for (const name of [`o'brien`, 'a"b', 'has space', '', '9lives']) {
+      expect(() => local.register({ ...notes, name, aliases: [] })).toThrow(/not an identifier/);
+    }
+    expect(() => local.register({ ...notes, name: 'fine', aliases: ['bad alias'] })).toThrow(/not an identifier/);
+    expect(local.resolve('fine')).toBeUndefined();
   });
 });

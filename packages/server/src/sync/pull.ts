@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Change, Delta } from '@fieldsync/protocol/sync';
+import type { Delta } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../db/db.js';
 import { AppError } from '../errors.js';
 import type { CollectionDef, CollectionRegistry } from './collections.js';
@@ -43,7 +43,7 @@ const MY_SPACES = 'SELECT m.space_id FROM space_members m WHERE m.tenant_id = $1
 function branchesOf(def: CollectionDef): string[] {
   if (def.scope === 'tenant') {
     return [
-      `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, ${def.wireSql} AS data
+      `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, (${def.wireSql})::text AS data
           FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 ORDER BY r.version LIMIT $3)`,
     ];
   }
@@ -52,20 +52,20 @@ function branchesOf(def: CollectionDef): string[] {
   const events = (e: string) => `${e}.tenant_id = $1 AND ${e}.user_id = $4::uuid AND ${e}.version > $2 AND ${e}.collection = '${def.name}'`;
   return [
     // The common case: one range scan of (tenant_id, version), filtered by membership.
-    `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, ${def.wireSql} AS data
+    `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, (${def.wireSql})::text AS data
         FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 AND ${visible('r')}
          AND NOT EXISTS (SELECT 1 FROM scope_events g WHERE ${events('g')} AND g.record_id = r.id AND g.kind = 'grant' AND g.version > r.version)
        ORDER BY r.version LIMIT $3)`,
     // Access gained after the checkpoint: a record unchanged since its grant, at the grant's
     // version. The page is chosen first, so only its records are turned into wire objects.
-    `(SELECT '${def.name}'::text, r.id, p.version, r.is_deleted, ${def.wireSql}
+    `(SELECT '${def.name}'::text, r.id, p.version, r.is_deleted, (${def.wireSql})::text
         FROM (SELECT e.record_id, e.version FROM scope_events e JOIN ${def.table} c ON c.id = e.record_id AND c.tenant_id = $1
                WHERE ${events('e')} AND e.kind = 'grant' AND c.version < e.version AND ${visible('c')}
                ORDER BY e.version LIMIT $3) p
         JOIN ${def.table} r ON r.id = p.record_id
        ORDER BY p.version LIMIT $3)`,
     // Access lost after the checkpoint: a delete for each record no longer visible.
-    `(SELECT '${def.name}'::text, e.record_id, e.version, true, json_build_object('id', e.record_id, 'isDeleted', true)
+    `(SELECT '${def.name}'::text, e.record_id, e.version, true, json_build_object('id', e.record_id, 'isDeleted', true)::text
         FROM scope_events e
        WHERE ${events('e')} AND e.kind = 'revoke'
          AND NOT EXISTS (SELECT 1 FROM ${def.table} r WHERE r.id = e.record_id AND ${visible('r')}) ORDER BY e.version LIMIT $3)`,
@@ -94,12 +94,26 @@ function pullStatement(defs: CollectionDef[]): { sql: string; name: string } {
 }
 
 /**
+ * A page of a pull with its changes still JSON text, as PostgreSQL wrote them: an HTTP answer
+ * splices it into the body without parsing and re-serialising every record.
+ */
+export interface PulledPage {
+  latestVersion: number;
+  nextVersion: number;
+  hasMore: boolean;
+  /** How many changes `changesJson` holds. */
+  count: number;
+  /** A JSON array of wire `Change` objects, in version order. */
+  changesJson: string;
+}
+
+/**
  * The changes above `since` that the user may see, in version order, at most `limit`, with
  * the tenant's latest version read in the same statement, hence the same snapshot: every
  * version <= latestVersion is committed and visible to this statement (writers commit in
  * version order), so paging with nextVersion never skips a change.
  */
-export async function pullChanges(db: Queryable, defs: CollectionDef[], req: PullRequest): Promise<Delta> {
+export async function pullPage(db: Queryable, defs: CollectionDef[], req: PullRequest): Promise<PulledPage> {
   const { sql, name } = pullStatement(defs);
   const { rows } = await db.query<{
     latest: number;
@@ -107,7 +121,8 @@ export async function pullChanges(db: Queryable, defs: CollectionDef[], req: Pul
     id: string;
     version: number;
     is_deleted: boolean;
-    data: Record<string, unknown>;
+    /** The wire object as JSON text. */
+    data: string;
   }>(sql, [req.tenantId, req.since, req.limit + 1, ...(defs.some((d) => d.scope === 'space') ? [req.userId ?? null] : [])], {
     // Planning this union costs more than running it: plan it once per connection.
     prepare: name,
@@ -121,8 +136,43 @@ export async function pullChanges(db: Queryable, defs: CollectionDef[], req: Pul
   const nextVersion = hasMore ? page[page.length - 1].version : Math.max(latestVersion, req.since);
   // Each record comes from one branch only (see branchesOf); keeping its last entry is a safeguard.
   const last = new Map(page.map((r, i) => [`${r.collection}:${r.id}`, i]));
-  const changes: Change[] = page
-    .filter((r, i) => last.get(`${r.collection}:${r.id}`) === i)
-    .map((r) => ({ collection: r.collection as string, op: r.is_deleted ? 'delete' : 'upsert', id: r.id, version: r.version, data: r.data }));
-  return { changes, latestVersion, nextVersion, hasMore };
+  const parts: string[] = [];
+  page.forEach((r, i) => {
+    if (last.get(`${r.collection}:${r.id}`) !== i) return;
+    // Collection names are registry identifiers and ids UUIDs: nothing to escape; data is JSON already.
+    parts.push(`{"collection":"${r.collection}","op":"${r.is_deleted ? 'delete' : 'upsert'}","id":"${r.id}","version":${r.version},"data":${r.data}}`);
+  });
+  return { latestVersion, nextVersion, hasMore, count: parts.length, changesJson: `[${parts.join(',')}]` };
+}
+
+/** A page as the protocol's `Delta` object (sockets, push answers). */
+export function toDelta(page: PulledPage): Delta {
+  return { changes: JSON.parse(page.changesJson), latestVersion: page.latestVersion, nextVersion: page.nextVersion, hasMore: page.hasMore };
+}
+
+/** The success envelope of a `Delta` as JSON text, the page's changes spliced in unparsed. */
+export function deltaEnvelopeJson(page: PulledPage): string {
+  return `{"success":true,"data":{"changes":${page.changesJson},"latestVersion":${page.latestVersion},"nextVersion":${page.nextVersion},"hasMore":${page.hasMore}}}`;
+}
+
+const encoded = new WeakMap<PulledPage, Buffer>();
+
+/** `deltaEnvelopeJson` as UTF-8 bytes, encoded once per page: a cached page is sent many times. */
+export function deltaEnvelopeBytes(page: PulledPage): Buffer {
+  let bytes = encoded.get(page);
+  if (!bytes) {
+    bytes = Buffer.from(deltaEnvelopeJson(page), 'utf8');
+    encoded.set(page, bytes);
+  }
+  return bytes;
+}
+
+/** An empty page: the tenant's latest version is at or below the checkpoint. */
+export function emptyPage(latestVersion: number, since: number): PulledPage {
+  return { latestVersion, nextVersion: Math.max(latestVersion, since), hasMore: false, count: 0, changesJson: '[]' };
+}
+
+/** `pullPage` as a `Delta` object. */
+export async function pullChanges(db: Queryable, defs: CollectionDef[], req: PullRequest): Promise<Delta> {
+  return toDelta(await pullPage(db, defs, req));
 }

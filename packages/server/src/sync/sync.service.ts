@@ -4,7 +4,8 @@ import type { Heartbeat } from '@fieldsync/protocol/devices';
 import type { Db } from '../db/db.js';
 import { AppError } from '../errors.js';
 import type { CollectionRegistry } from './collections.js';
-import { pullChanges, resolveCollections } from './pull.js';
+import type { PageCache } from './page-cache.js';
+import { emptyPage, pullPage, resolveCollections, toDelta, type PulledPage } from './pull.js';
 
 /** Who is pulling, as the sync core needs to know it (no transport types). */
 export interface SyncCaller {
@@ -22,8 +23,16 @@ export interface DeviceRecorder {
   ): void;
 }
 
+export interface PullQuery {
+  version: number;
+  limit: number;
+  collections?: string[];
+}
+
 export interface SyncService {
-  pull(caller: SyncCaller, req: { version: number; limit: number; collections?: string[] }, facts?: Heartbeat): Promise<Delta>;
+  pull(caller: SyncCaller, req: PullQuery, facts?: Heartbeat): Promise<Delta>;
+  /** `pull` with the changes still JSON text, for an answer that splices them in (HTTP). */
+  pullPage(caller: SyncCaller, req: PullQuery, facts?: Heartbeat): Promise<PulledPage>;
   /** Applies a device's batch (POST /api/sync, `sync:push`) and answers what changed since its checkpoint. */
   push(caller: SyncCaller & { agentCode: string }, body: PushBody, facts?: Heartbeat): Promise<PushResult>;
 }
@@ -37,9 +46,24 @@ export function createSyncService(deps: {
   registry: CollectionRegistry;
   devices: DeviceRecorder & { recordSeen(who: { tenantId: string; deviceId: string; userId?: string; agentCode?: string }, facts: Heartbeat): void };
   push: PushEngine;
+  /** Pages shared by devices at the same checkpoint; none: every pull runs the statement. */
+  pageCache?: PageCache;
 }): SyncService {
+  const { db, pageCache } = deps;
+  /** The tenant's latest committed version: one indexed row, so an up-to-date device costs no pull statement. */
+  const latestVersionOf = async (tenantId: string): Promise<number> => {
+    const { rows } = await db.query<{ v: number }>('SELECT current_version AS v FROM tenant_versions WHERE tenant_id = $1', [tenantId], {
+      prepare: 'tenant-latest-version',
+    });
+    if (rows.length === 0) throw new AppError('NOT_FOUND', 'Tenant not found');
+    return rows[0].v;
+  };
+
   const service: SyncService = {
     async pull(caller, req, facts) {
+      return toDelta(await service.pullPage(caller, req, facts));
+    },
+    async pullPage(caller, req, facts) {
       // Checked here for every transport: a version past 2^53 would lose precision or overflow bigint (a 500).
       if (!Number.isSafeInteger(req.version) || req.version < 0) {
         throw new AppError('VALIDATION_FAILED', 'version must be an integer from 0 to 2^53 - 1', [
@@ -47,20 +71,31 @@ export function createSyncService(deps: {
         ]);
       }
       const defs = resolveCollections(deps.registry, req.collections);
-      const delta = await pullChanges(deps.db, defs, {
-        tenantId: caller.tenantId,
-        userId: caller.userId,
-        since: req.version,
-        limit: req.limit,
-      });
+      // Every version <= latest is committed (writers commit in version order), so the page of
+      // (since, limit) at `latest` is fixed: nothing to read at or past it, and a cached page
+      // read at the same latest version is exactly what the statement would answer now.
+      const latest = await latestVersionOf(caller.tenantId);
+      let page: PulledPage | undefined;
+      let key = '';
+      if (req.version >= latest) {
+        page = emptyPage(latest, req.version);
+      } else if (pageCache) {
+        const scoped = defs.some((d) => d.scope === 'space');
+        key = `${caller.tenantId}|${defs.map((d) => d.name).join(',')}|${scoped ? caller.userId : ''}|${req.version}|${req.limit}`;
+        page = pageCache.get(key, latest);
+      }
+      if (!page) {
+        page = await pullPage(db, defs, { tenantId: caller.tenantId, userId: caller.userId, since: req.version, limit: req.limit });
+        if (key) pageCache?.set(key, page);
+      }
       if (caller.deviceId) {
         deps.devices.recordSync(
           { tenantId: caller.tenantId, deviceId: caller.deviceId, userId: caller.userId, agentCode: caller.agentCode },
-          { version: req.version, changes: delta.changes.length, ok: true },
+          { version: req.version, changes: page.count, ok: true },
           facts,
         );
       }
-      return delta;
+      return page;
     },
     async push(caller, body, facts) {
       const deviceId = caller.deviceId ?? body.deviceId;

@@ -4,6 +4,8 @@ import { Heartbeat } from '@fieldsync/protocol/devices';
 import { Ok } from '@fieldsync/protocol/envelope';
 import { Delta, DeltaQuery } from '@fieldsync/protocol/sync';
 import { principalOf } from '../../http/auth.hook.js';
+import { deltaEnvelopeBytes } from '../../sync/pull.js';
+import { sendJsonText } from '../../http/json-text.js';
 import { secured, withErrors } from '../../http/schemas.js';
 import type { SyncService } from '../../sync/sync.service.js';
 
@@ -28,10 +30,10 @@ export function syncRoutes(deps: { sync: SyncService }): FastifyPluginAsyncTypeb
     app.get(
       '/api/sync/delta',
       { schema: { tags: ['sync'], ...secured, querystring: DeltaQuery, response: withErrors({ 200: Ok(Delta) }) } },
-      async (request) => {
+      async (request, reply) => {
         const principal = principalOf(request);
         const { version = 0, limit = 1000, collections, deviceId } = request.query;
-        const delta = await deps.sync.pull(
+        const page = await deps.sync.pullPage(
           { ...principal, deviceId: principal.deviceId ?? deviceId },
           {
             version,
@@ -43,7 +45,8 @@ export function syncRoutes(deps: { sync: SyncService }): FastifyPluginAsyncTypeb
           },
           deviceFactsOf(request),
         );
-        return { success: true as const, data: delta };
+        // The records are spliced in as PostgreSQL wrote them: JSON text is sent as it is.
+        return sendJsonText(reply, deltaEnvelopeBytes(page));
       },
     );
   };
