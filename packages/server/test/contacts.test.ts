@@ -50,7 +50,12 @@ describe.each(backends)('contacts REST on %s', (backend) => {
   });
 
   it('tombstones on delete: 404 afterwards, a delete change in the delta, history of every change', async () => {
-    const created = (await app.api('POST', '/api/contacts', { body: { firstName: 'Di', phonePrimary: uniquePhone() } })).body.data;
+    const created = (
+      await app.api('POST', '/api/contacts', {
+        headers: { 'x-device-id': 'desk-1' },
+        body: { firstName: 'Di', phonePrimary: uniquePhone(), company: 'Acme "Quoted" Ltd', doNotCall: true },
+      })
+    ).body.data;
     await app.api('PATCH', `/api/contacts/${created.id}`, { body: { notes: 'called' } });
     expect((await app.api('DELETE', `/api/contacts/${created.id}`)).status).toBe(204);
     expect((await app.api('GET', `/api/contacts/${created.id}`)).status).toBe(404);
@@ -60,6 +65,19 @@ describe.each(backends)('contacts REST on %s', (backend) => {
     const history = await app.api('GET', `/api/contacts/${created.id}/history`);
     expect(history.body.data.map((h: { action: string }) => h.action)).toEqual(['create', 'update', 'delete']);
     expect(history.body.data[1].changes).toEqual({ notes: { from: null, to: 'called' } });
+    // The create lists every field it gave a value (doNotCall false or true counts), from null.
+    expect(history.body.data[0]).toMatchObject({ version: created.version, deviceId: 'desk-1' });
+    expect(history.body.data[0].changes).toEqual({
+      firstName: { from: null, to: 'Di' },
+      phonePrimary: { from: null, to: created.phonePrimary },
+      company: { from: null, to: 'Acme "Quoted" Ltd' },
+      doNotCall: { from: null, to: true },
+    });
+    const { rows } = await app.testDb.db.query<{ changed_fields: string[] }>(
+      `SELECT changed_fields FROM audit_log WHERE record_id = $1 AND action = 'create'`,
+      [created.id],
+    );
+    expect(rows.map((r) => [...r.changed_fields].sort())).toEqual([['company', 'doNotCall', 'firstName', 'phonePrimary']]);
   });
 
   it('does not show contacts of another tenant (404, never 403)', async () => {

@@ -94,11 +94,30 @@ export async function importContactsCsv(
 
   let fields: (string | undefined)[] | undefined;
   let chunk: { line: number; row: ContactCreate }[] = [];
+  // One chunk is written while the next is parsed: parsing is this process's work, writing
+  // the database's, so the two overlap. Chunks still commit one after the other, in order.
+  let writing: Promise<void> = Promise.resolve();
+  let writeFailure: { error: unknown } | undefined;
+  const write = async (rows: typeof chunk) => {
+    const outcomes = await contacts.createMany(actor, rows.map((c) => c.row));
+    outcomes.forEach((outcome, i) => (outcome.ok ? result.created++ : fail(rows[i].line, outcome.error)));
+  };
+  /** Starts writing the current chunk once the one before it is written. */
   const flush = async () => {
+    await writing;
+    if (writeFailure) throw writeFailure.error;
     if (chunk.length === 0) return;
-    const outcomes = await contacts.createMany(actor, chunk.map((c) => c.row));
-    outcomes.forEach((outcome, i) => (outcome.ok ? result.created++ : fail(chunk[i].line, outcome.error)));
+    const rows = chunk;
     chunk = [];
+    writing = write(rows).catch((error: unknown) => {
+      writeFailure = { error };
+    });
+  };
+  /** Writes what is left and waits for every write. */
+  const drain = async () => {
+    await flush();
+    await writing;
+    if (writeFailure) throw writeFailure.error;
   };
 
   const parser = parse({ bom: true, relax_column_count: true, skip_empty_lines: true, trim: true, info: true, max_record_size: 64 * 1024 });
@@ -141,8 +160,12 @@ export async function importContactsCsv(
     let stopped: AppError;
     if (isCsvError(error)) stopped = new AppError('VALIDATION_FAILED', `CSV is malformed: ${(error as Error).message}`);
     else if (error instanceof AppError && fields && (error.code === 'PAYLOAD_TOO_LARGE' || error.code === 'BAD_REQUEST')) stopped = error;
-    else throw error;
-    await flush();
+    else {
+      // Whatever was in flight finishes before the error is answered, so the import is over when it is.
+      await writing;
+      throw error;
+    }
+    await drain();
     throw new AppError(
       stopped.code,
       `${stopped.message}; ${result.created} row(s) before it were imported`,
@@ -151,7 +174,7 @@ export async function importContactsCsv(
     );
   }
   if (!fields) throw new AppError('VALIDATION_FAILED', 'The CSV body is empty: it needs a header row');
-  await flush();
+  await drain();
   result.errors.sort((a, b) => a.row - b.row);
   // A large import changes the table's shape: fresh statistics keep pulls on the version index
   // (without them PostgreSQL may sort the whole table per page until autovacuum runs).

@@ -27,8 +27,29 @@ export async function findLiveIdsByPhones(db: Queryable, tenantId: string, phone
   return new Map(rows.map((r) => [r.phone_primary, r.id]));
 }
 
-/** Inserts contacts in one statement and returns their wire form in input order. */
-export async function insertContacts(tx: Queryable, tenantId: string, rows: NewContactRow[]): Promise<Contact[]> {
+/** Who wrote a change, as the audit log records it. */
+export interface AuditActor {
+  userId?: string;
+  agentCode?: string;
+  deviceId?: string;
+}
+
+const AUDITED = Object.entries(CONTACT_COLUMNS);
+const AUDITED_COLUMNS = AUDITED.map(([, column]) => `r.${column}`).join(', ');
+/** The fields a create gave a value, in field order (a create's changed_fields). */
+const CREATE_FIELDS_SQL = `array_remove(ARRAY[${AUDITED.map(([field, column]) => `CASE WHEN ins.${column} IS NOT NULL THEN '${field}' END`).join(', ')}], NULL)`;
+/** `{field: {from: null, to: value}}` for each of them: what diffRecords says of a create. */
+const CREATE_CHANGES_SQL = AUDITED.map(
+  ([field, column]) => `CASE WHEN ins.${column} IS NOT NULL THEN jsonb_build_object('${field}', jsonb_build_object('from', NULL, 'to', ins.${column})) ELSE '{}'::jsonb END`,
+).join(' || ');
+
+/**
+ * Inserts contacts and their "create" audit entries in one statement and returns their wire
+ * form in input order. The audit entry of a create lists every field given a value, from null
+ * (what diffRecords says for a record that did not exist), built in SQL from the stored row:
+ * an import of 1,000 rows sends them once and parses nothing back but the records.
+ */
+export async function insertContacts(tx: Queryable, tenantId: string, rows: NewContactRow[], actor: AuditActor = {}): Promise<Contact[]> {
   if (rows.length === 0) return [];
   const payload = rows.map((row, ordinal) => ({
     ordinal,
@@ -59,10 +80,13 @@ export async function insertContacts(tx: Queryable, tenantId: string, rows: NewC
          i.phone_primary, i.phone_secondary, i.email, i.company, i.notes, i.external_id, i.do_not_call,
          i.preferred_channel, i.photo_file_id
        FROM input i ORDER BY i.ordinal
-       RETURNING r.version, ${CONTACT_WIRE_SQL} AS data
+       RETURNING r.id, r.version, ${AUDITED_COLUMNS}, ${CONTACT_WIRE_SQL} AS data
+     ), audited AS (
+       INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, user_id, agent_code, device_id)
+       SELECT $1, 'contacts', ins.id, ins.version, 'create', ${CREATE_FIELDS_SQL}, ${CREATE_CHANGES_SQL}, $3, $4, $5 FROM ins
      )
      SELECT data FROM ins ORDER BY version`,
-    [tenantId, JSON.stringify(payload)],
+    [tenantId, JSON.stringify(payload), actor.userId ?? null, actor.agentCode ?? null, actor.deviceId ?? null],
   );
   return inserted.map((r) => r.data);
 }

@@ -158,12 +158,13 @@ export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultR
           accepted.push(c);
         }
       }
+      // The audit entries are written by the same statement.
       const created = await repo.insertContacts(
         tx,
         actor.tenantId,
         accepted.map((c) => ({ ...c.row, version: tx.nextVersion(), createdByAgent: actor.agentCode ?? null })),
+        actor,
       );
-      await appendAudit(tx, created.map((contact) => auditOf(actor, 'create', undefined, contact)));
       accepted.forEach((c, i) => (results[c.index] = { ok: true, contact: created[i] }));
       return created;
     });
