@@ -5,14 +5,14 @@ import { Type } from 'typebox';
 import type { Db, Queryable } from '../db/db.js';
 import { AppError } from '../errors.js';
 import { compileBodyValidator } from '../http/validation.js';
-import { appendAudit, diffRecords, type AuditEntry } from './audit.js';
+import { AUDIT_INSERT_SQL, auditPayload, diffRecords, type AuditEntry } from './audit.js';
 import type { AppliedChange, CollectionDef, CollectionRegistry, HookResult, WriteContext, WriteDef } from './collections.js';
 import { clampTimestamp, decide, type Policy, type ServerEdit } from './conflicts.js';
 
 /** Policies that decide by time, for which a change without a base is compared with every earlier edit. */
 const timeBased = (policy: Policy) => ['most_recent_wins', 'field_merge', 'preserve_escalation'].includes(policy.strategy);
 import type { ChangeFeed } from './feed.js';
-import type { PolicyStore } from './policies.js';
+import type { PolicyStore, TenantPolicies } from './policies.js';
 import { withTenantWrite, type TenantTx } from './versions.js';
 
 /** Per-change error codes: the same catalogue as HTTP, so REST can map them to a status. */
@@ -273,37 +273,41 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
   };
 
   /** Applies one batch inside a tenant write; returns per-change results and what to publish. */
-  const applyBatch = async (tx: TenantTx, caller: PushCaller, parsed: (Parsed | ChangeResult)[], opts: PushOptions) => {
+  const applyBatch = async (tx: TenantTx, caller: PushCaller, parsed: (Parsed | ChangeResult)[], opts: PushOptions & { policies: TenantPolicies }) => {
     const now = opts.now ?? Date.now();
     const ctx: WriteContext = { ...caller, now };
     await opts.within?.(tx);
     const results: (ChangeResult | undefined)[] = parsed.map((p) => ('ack' in p ? p : undefined));
     const live = parsed.filter((p): p is Parsed => !('ack' in p));
 
-    // 1. Receipts: re-sent changes get their original result.
-    const keys = live.map((p) => p.key);
-    const receipts = new Map<string, ChangeResult>();
-    if (opts.receipts !== false && keys.length > 0) {
-      const { rows } = await tx.query<{ change_key: string; ack: ChangeResult['ack']; conflict: ConflictReport | null }>(
-        'SELECT change_key, ack, conflict FROM push_receipts WHERE tenant_id = $1 AND device_id = $2 AND change_key = ANY($3::text[])',
-        [caller.tenantId, caller.deviceId, keys],
-      );
-      for (const r of rows) receipts.set(r.change_key, { ack: r.ack, conflict: r.conflict ?? undefined });
-    }
-
-    // 2. Local ids of this device: the changes' own and the ones their references name.
+    // 1. Receipts (a re-sent change gets its original result) and the device's local ids (the
+    // changes' own and those their references name), read together: one round trip under the lock.
+    const keys = opts.receipts !== false ? live.map((p) => p.key) : [];
     const localIds = new Set<string>();
     for (const p of live) {
       if (p.raw.localId) localIds.add(p.raw.localId);
       for (const local of Object.values(p.localRefs)) localIds.add(local);
     }
+    const receipts = new Map<string, ChangeResult>();
     const localMap = new Map<string, string>();
-    if (localIds.size > 0) {
-      const { rows } = await tx.query<{ local_id: string; server_id: string }>(
-        'SELECT local_id, server_id FROM client_ids WHERE tenant_id = $1 AND device_id = $2 AND local_id = ANY($3::text[])',
-        [caller.tenantId, caller.deviceId, [...localIds]],
+    if (keys.length > 0 || localIds.size > 0) {
+      // One primary-key probe per key and per id (the LIMITs keep the planner from scanning all
+      // of the device's receipts and ids, which only grow, and filtering them).
+      const { rows } = await tx.query<{ key: string; ack: ChangeResult['ack'] | null; conflict: ConflictReport | null; server_id: string | null }>(
+        `SELECT r.change_key AS key, r.ack, r.conflict, NULL::uuid AS server_id FROM unnest($3::text[]) AS k(key) CROSS JOIN LATERAL (
+           SELECT p.change_key, p.ack, p.conflict FROM push_receipts p
+            WHERE p.tenant_id = $1 AND p.device_id = $2 AND p.change_key = k.key LIMIT 1) r
+         UNION ALL
+         SELECT c.local_id, NULL, NULL, c.server_id FROM unnest($4::text[]) AS l(id) CROSS JOIN LATERAL (
+           SELECT m.local_id, m.server_id FROM client_ids m
+            WHERE m.tenant_id = $1 AND m.device_id = $2 AND m.local_id = l.id LIMIT 1) c`,
+        [caller.tenantId, caller.deviceId, keys, [...localIds]],
+        { prepare: 'push-receipts-and-ids' },
       );
-      for (const r of rows) localMap.set(r.local_id, r.server_id);
+      for (const r of rows) {
+        if (r.server_id) localMap.set(r.key, r.server_id);
+        else if (r.ack) receipts.set(r.key, { ack: r.ack, conflict: r.conflict ?? undefined });
+      }
     }
     const newLocal: { localId: string; collection: string; serverId: string }[] = [];
 
@@ -345,7 +349,7 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
 
     // 5. Audit history of records that may conflict: base version older than the record, or
     // no base at all under a time-based policy (then every earlier edit counts).
-    const policies = await deps.policies.forTenant(tx, caller.tenantId);
+    const { policies } = opts;
     const baseOf = (p: Parsed, state: RecordState) => p.raw.baseVersion ?? (timeBased(policies.get(p.def.name)) ? 0 : state.version);
     const byCollection = new Map<CollectionDef, { ids: string[]; since: number }>();
     for (const p of live) {
@@ -606,30 +610,31 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
     for (const def of registry.all().filter((d) => dirty.some((s) => s.def === d)) as Parsed['def'][]) {
       await upsertRecords(tx, caller.tenantId, def, dirty.filter((s) => s.def === def));
     }
-    await appendAudit(tx, audits);
-    if (newLocal.length > 0) {
+    // Audit, new local ids, receipts and conflicts: one statement of four inserts.
+    if (audits.length + newLocal.length + receiptRows.length + conflictRows.length > 0) {
       await tx.query(
-        `INSERT INTO client_ids (tenant_id, device_id, local_id, collection, server_id)
-         SELECT $1, $2, l.local_id, l.collection, l.server_id FROM jsonb_to_recordset($3::jsonb) AS l(local_id text, collection text, server_id uuid)
-         ON CONFLICT DO NOTHING`,
-        [caller.tenantId, caller.deviceId, JSON.stringify(newLocal.map((l) => ({ local_id: l.localId, collection: l.collection, server_id: l.serverId })))],
-      );
-    }
-    if (receiptRows.length > 0) {
-      await tx.query(
-        `INSERT INTO push_receipts (tenant_id, device_id, change_key, ack, conflict)
-         SELECT $1, $2, r.change_key, r.ack, r.conflict FROM jsonb_to_recordset($3::jsonb) AS r(change_key text, ack jsonb, conflict jsonb)
-         ON CONFLICT DO NOTHING`,
-        [caller.tenantId, caller.deviceId, JSON.stringify(receiptRows)],
-      );
-    }
-    if (conflictRows.length > 0) {
-      await tx.query(
-        `INSERT INTO conflicts (id, tenant_id, collection, record_id, device_id, user_id, strategy, client_change, server_before, outcome, status)
+        `WITH audit AS (${AUDIT_INSERT_SQL('$3')}),
+         ids AS (
+           INSERT INTO client_ids (tenant_id, device_id, local_id, collection, server_id)
+           SELECT $1, $2, l.local_id, l.collection, l.server_id FROM jsonb_to_recordset($4::jsonb) AS l(local_id text, collection text, server_id uuid)
+           ON CONFLICT DO NOTHING),
+         receipts AS (
+           INSERT INTO push_receipts (tenant_id, device_id, change_key, ack, conflict)
+           SELECT $1, $2, r.change_key, r.ack, r.conflict FROM jsonb_to_recordset($5::jsonb) AS r(change_key text, ack jsonb, conflict jsonb)
+           ON CONFLICT DO NOTHING)
+         INSERT INTO conflicts (id, tenant_id, collection, record_id, device_id, user_id, strategy, client_change, server_before, outcome, status)
          SELECT c.id, $1, c.collection, c.record_id, c.device_id, c.user_id, c.strategy, c.client_change, c.server_before, c.outcome, c.status
-           FROM jsonb_to_recordset($2::jsonb) AS c(id uuid, collection text, record_id uuid, device_id text, user_id uuid, strategy text,
+           FROM jsonb_to_recordset($6::jsonb) AS c(id uuid, collection text, record_id uuid, device_id text, user_id uuid, strategy text,
                 client_change jsonb, server_before jsonb, outcome text, status text)`,
-        [caller.tenantId, JSON.stringify(conflictRows)],
+        [
+          caller.tenantId,
+          caller.deviceId,
+          auditPayload(audits),
+          JSON.stringify(newLocal.map((l) => ({ local_id: l.localId, collection: l.collection, server_id: l.serverId }))),
+          JSON.stringify(receiptRows),
+          JSON.stringify(conflictRows),
+        ],
+        { prepare: 'push-bookkeeping' },
       );
     }
     const extra: HookResult = { changes: [], userChanges: [], membership: [] };
@@ -699,7 +704,10 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
       if (parsed.every((p) => 'ack' in p)) {
         return { results: parsed as ChangeResult[], fromVersion: 0, toVersion: 0 };
       }
-      const committed = await withTenantWrite(db, caller.tenantId, (tx) => applyBatch(tx, caller, parsed, { ...opts, now }));
+      // Policies are settings, not data: read before the tenant lock, so its holder does less.
+      // A batch applies the policies in force when it arrived.
+      const policies = await deps.policies.forTenant(db, caller.tenantId);
+      const committed = await withTenantWrite(db, caller.tenantId, (tx) => applyBatch(tx, caller, parsed, { ...opts, now, policies }));
       const { published, userChanges, membership, events } = committed.result;
       deps.feed.publish({
         tenantId: caller.tenantId,

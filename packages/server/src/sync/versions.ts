@@ -36,7 +36,7 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
     const tx: TenantTx = {
       tenantId,
       baseVersion: base,
-      query: (sql, params) => q.query(sql, params),
+      query: (sql, params, opts) => q.query(sql, params, opts),
       exec: (sql) => q.exec(sql),
       nextVersion: () => ++current,
       currentVersion: () => current,
