@@ -17,6 +17,9 @@ describe('PageCache', () => {
     expect(cache.get('k', 8)).toBeUndefined();
     expect(cache.get('other', 7)).toBeUndefined();
     expect(cache.stats()).toMatchObject({ entries: 1, bytes: 200, hits: 1, misses: 2 });
+    // has() says whether asking for the version is worth it, at any version, and counts nothing.
+    expect([cache.has('k'), cache.has('other')]).toEqual([true, false]);
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 2 });
   });
 
   it('keeps within its budget, dropping the least recently used pages first', () => {

@@ -33,6 +33,11 @@ export class PageCache {
     return page;
   }
 
+  /** Whether a page is stored under `key`, at whatever version (no hit or miss counted). */
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
   set(key: string, page: PulledPage): void {
     const size = sizeOf(page);
     if (size > this.maxBytes / 8) return;

@@ -59,6 +59,12 @@ export function createSyncService(deps: {
     return rows[0].v;
   };
 
+  /** The latest version this instance has read per tenant: a hint for which way to answer, never the answer. */
+  const seenLatest = new Map<string, number>();
+  const noteLatest = (tenantId: string, version: number) => {
+    if (version > (seenLatest.get(tenantId) ?? -1)) seenLatest.set(tenantId, version);
+  };
+
   const service: SyncService = {
     async pull(caller, req, facts) {
       return toDelta(await service.pullPage(caller, req, facts));
@@ -73,20 +79,24 @@ export function createSyncService(deps: {
       const defs = resolveCollections(deps.registry, req.collections);
       // Every version <= latest is committed (writers commit in version order), so the page of
       // (since, limit) at `latest` is fixed: nothing to read at or past it, and a cached page
-      // read at the same latest version is exactly what the statement would answer now.
-      const latest = await latestVersionOf(caller.tenantId);
+      // read at the same latest version is exactly what the statement would answer now. The
+      // version costs a round trip, so it is read first only when it can save the statement:
+      // a device that may be up to date, or a page that may be cached. A device behind the
+      // latest version this instance has seen goes straight to the statement.
+      const scoped = defs.some((d) => d.scope === 'space');
+      const key = pageCache ? `${caller.tenantId}|${defs.map((d) => d.name).join(',')}|${scoped ? caller.userId : ''}|${req.version}|${req.limit}` : '';
+      const seen = seenLatest.get(caller.tenantId);
       let page: PulledPage | undefined;
-      let key = '';
-      if (req.version >= latest) {
-        page = emptyPage(latest, req.version);
-      } else if (pageCache) {
-        const scoped = defs.some((d) => d.scope === 'space');
-        key = `${caller.tenantId}|${defs.map((d) => d.name).join(',')}|${scoped ? caller.userId : ''}|${req.version}|${req.limit}`;
-        page = pageCache.get(key, latest);
+      if (seen === undefined || req.version >= seen || pageCache?.has(key)) {
+        const latest = await latestVersionOf(caller.tenantId);
+        noteLatest(caller.tenantId, latest);
+        if (req.version >= latest) page = emptyPage(latest, req.version);
+        else page = pageCache?.get(key, latest);
       }
       if (!page) {
         page = await pullPage(db, defs, { tenantId: caller.tenantId, userId: caller.userId, since: req.version, limit: req.limit });
-        if (key) pageCache?.set(key, page);
+        noteLatest(caller.tenantId, page.latestVersion);
+        pageCache?.set(key, page);
       }
       if (caller.deviceId) {
         deps.devices.recordSync(
