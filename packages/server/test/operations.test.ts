@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogs } from '../src/logging/logger.js';
+import { freePort, within } from '../src/lib/child-server.js';
 import { backends, type Backend } from './helpers/test-db.js';
 import { startTestApp, uniquePhone, type TestApp } from './helpers/test-app.js';
-import { freePort, within } from './helpers/process.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL;
 

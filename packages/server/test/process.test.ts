@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgliteDb } from '../src/db/pglite.js';
+import { freePort, sleep, within } from '../src/lib/child-server.js';
 import { createScratchDatabase } from './helpers/test-db.js';
-import { freePort, killAll, sleep, spawnServer, startServer, within, type ServerProcess } from './helpers/process.js';
+import { killAll, spawnServer, startServer, type ServerProcess } from './helpers/process.js';
 
 /** The key line main.ts prints on a first start without FIELDSYNC_BOOTSTRAP_ADMIN_KEY. */
 const KEY_LINE = /Admin API key \(shown once, keep it safe\): (\S+)/g;

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../src/lib/child-server.js';
 import { createScratchDatabase } from './helpers/test-db.js';
-import { killAll, sleep, startServer, type ServerProcess } from './helpers/process.js';
+import { killAll, startServer, type ServerProcess } from './helpers/process.js';
 
 /**
  * Exactly once across a crash (SPEC §4 "Idempotency", docs/sync-protocol.md "Exactly once"):

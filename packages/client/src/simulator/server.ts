@@ -1,24 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { withoutConfig } from '@fieldsync/server/config/config';
-
-const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-const MAIN = 'packages/server/src/main.ts';
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { closed, freePort, spawnServerChild, waitForHealth, type Exit } from '@fieldsync/server/lib/child-server';
 
 /**
  * The simulator's own server: `node --import tsx packages/server/src/main.ts` as a child
@@ -27,7 +11,7 @@ async function freePort(): Promise<number> {
  */
 export class ManagedServer {
   private child?: ChildProcess;
-  private exited?: Promise<void>;
+  private exited?: Promise<Exit>;
   private stderr = '';
 
   private constructor(
@@ -59,35 +43,23 @@ export class ManagedServer {
 
   /** Starts the process and waits until `/health` answers 200. */
   async boot(timeoutMs = 120_000): Promise<void> {
-    const base = withoutConfig(process.env);
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], { cwd: ROOT, env: { ...base, ...this.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawnServerChild(this.env, { stdout: 'ignore' });
     this.child = child;
     this.stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       this.stderr = (this.stderr + chunk).slice(-4000);
     });
-    this.exited = new Promise((resolve) => child.on('close', () => resolve()));
+    this.exited = closed(child);
     // However the simulator ends, its server must not outlive it.
     const reap = () => child.kill('SIGKILL');
     process.once('exit', reap);
     void this.exited.then(() => process.off('exit', reap));
-    child.on('error', () => {});
-    const deadline = Date.now() + timeoutMs;
-    let gone = false;
-    void this.exited.then(() => (gone = true));
-    while (Date.now() < deadline) {
-      if (gone) throw new Error(`the server exited before it was ready:\n${this.stderr}`);
-      try {
-        const res = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(2000) });
-        await res.arrayBuffer();
-        if (res.status === 200) return;
-      } catch {
-        /* not listening yet */
-      }
-      await new Promise((r) => setTimeout(r, 100));
+    try {
+      await waitForHealth(this.url, { exited: this.exited, output: () => this.stderr, timeoutMs });
+    } catch (error) {
+      child.kill('SIGKILL');
+      throw error;
     }
-    child.kill('SIGKILL');
-    throw new Error(`the server was not ready within ${timeoutMs} ms:\n${this.stderr}`);
   }
 
   /** Sends `signal` and waits for the exit (SIGKILL after 15 s). */

@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { within } from './proc.js';
+import { within } from '../../src/lib/child-server.js';
 
 /** A session on another Node process's inspector (DevTools protocol). */
 export interface Inspector {

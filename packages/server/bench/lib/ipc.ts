@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { spawnNode, stopChild, tail, within } from './proc.js';
+import { spawnNode, stopChild, tail } from './proc.js';
+import { within } from '../../src/lib/child-server.js';
 
 interface Request {
   id: number;

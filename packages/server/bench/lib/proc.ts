@@ -1,46 +1,20 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
-/** The repository root: every child runs from here. */
-export const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+import { spawnTsx, within, type SpawnOptions } from '../../src/lib/child-server.js';
 
 /** Every child this process started and that has not exited yet. */
 const children = new Set<ChildProcess>();
 
-/** Resolves after `ms`. */
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Rejects when `promise` has not settled within `ms`. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+/**
+ * Starts `node [nodeArgs] --import tsx <script>` from the repository root with the soft limit of
+ * open files raised to the hard one, and keeps it for `killAllChildren`.
+ */
+export function spawnNode(script: string, opts: Omit<SpawnOptions, 'raiseFileLimit' | 'stdout'> = {}): ChildProcess {
+  return track(spawnTsx(script, { ...opts, raiseFileLimit: true }));
 }
 
-/**
- * Starts `node [nodeArgs] --import tsx <script>` from the repository root through `sh`, which
- * first raises the soft limit of open files to the hard one (10,000 sockets need more than the
- * usual 1,024) and then becomes node: same pid, same IPC channel.
- */
-export function spawnNode(
-  script: string,
-  opts: { env?: NodeJS.ProcessEnv; ipc?: boolean; nodeArgs?: string[]; args?: string[] } = {},
-): ChildProcess {
-  const argv = [...(opts.nodeArgs ?? []), '--import', 'tsx', script, ...(opts.args ?? [])];
-  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...argv], {
-    cwd: ROOT,
-    env: opts.env ?? process.env,
-    stdio: opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
-  });
+/** Keeps `child` for `killAllChildren` until it exits. */
+export function track(child: ChildProcess): ChildProcess {
   children.add(child);
   child.on('exit', () => children.delete(child));
   child.on('error', () => children.delete(child));

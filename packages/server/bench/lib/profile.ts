@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { ROOT } from './proc.js';
+import { ROOT } from '../../src/lib/child-server.js';
 
 interface ProfileNode {
   id: number;

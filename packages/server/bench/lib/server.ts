@@ -1,23 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { sleep, spawnNode, stopChild, tail } from './proc.js';
-import { withoutConfig } from '../../src/config/config.js';
-
-/** A TCP port of 127.0.0.1 nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { stopChild, tail, track } from './proc.js';
+import { closed, freePort, spawnServerChild, waitForHealth } from '../../src/lib/child-server.js';
 
 export interface RunningServer {
   url: string;
@@ -37,8 +23,7 @@ export interface RunningServer {
 export async function startFieldsync(opts: { databaseUrl: string; adminKey: string }): Promise<RunningServer> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'fieldsync-bench-'));
-  const env = withoutConfig(process.env);
-  Object.assign(env, {
+  const env = {
     HOST: '127.0.0.1',
     PORT: String(port),
     DATA_DIR: dataDir,
@@ -48,40 +33,27 @@ export async function startFieldsync(opts: { databaseUrl: string; adminKey: stri
     RATE_LIMIT_PER_MINUTE: '0',
     LOG_LEVEL: 'warn',
     DEVICE_FLUSH_MS: '1000',
-  });
-  const nodeArgs = ['--inspect=127.0.0.1:0'];
-  const child = spawnNode('packages/server/src/main.ts', { env, nodeArgs });
+  };
+  const child = track(spawnServerChild(env, { nodeArgs: ['--inspect=127.0.0.1:0'], raiseFileLimit: true }));
+  const exited = closed(child);
   const stderr = tail(child.stderr);
   tail(child.stdout);
   const url = `http://127.0.0.1:${port}`;
-  const cleanup = () => rmSync(dataDir, { recursive: true, force: true });
   const server: RunningServer = {
     url,
     pid: child.pid!,
     stderr,
     async stop() {
       await stopChild(child, 'SIGTERM', 20_000);
-      cleanup();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      cleanup();
-      throw new Error(`server exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${stderr()}`);
-    }
-    try {
-      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
-      await res.arrayBuffer();
-      if (res.status === 200) {
-        server.inspectorUrl = /Debugger listening on (ws:\/\/\S+)/.exec(stderr())?.[1];
-        return server;
-      }
-    } catch {
-      /* not listening yet */
-    }
-    await sleep(100);
+  try {
+    await waitForHealth(url, { exited, output: stderr, timeoutMs: 60_000 });
+  } catch (error) {
+    await server.stop();
+    throw error;
   }
-  await server.stop();
-  throw new Error(`server not ready within 60 s:\n${stderr()}`);
+  server.inspectorUrl = /Debugger listening on (ws:\/\/\S+)/.exec(stderr())?.[1];
+  return server;
 }

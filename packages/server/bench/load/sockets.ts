@@ -6,7 +6,7 @@
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { serve } from '../lib/ipc.js';
-import { sleep, within } from '../lib/proc.js';
+import { sleep, within } from '../../src/lib/child-server.js';
 import { wallNow } from '../lib/stats.js';
 
 interface ChangesEvent {

@@ -1,5 +1,6 @@
 import { withWorkers } from '../lib/ipc.js';
-import { openFilesLimitOf, sleep } from '../lib/proc.js';
+import { openFilesLimitOf } from '../lib/proc.js';
+import { sleep } from '../../src/lib/child-server.js';
 import { round } from '../lib/stats.js';
 import type { Memory } from '../lib/inspector.js';
 import { metric, type Scenario } from '../lib/types.js';

@@ -1,6 +1,6 @@
 import { HttpClient } from '../lib/http.js';
 import { startWorker, withWorkers, type Worker } from '../lib/ipc.js';
-import { sleep } from '../lib/proc.js';
+import { sleep } from '../../src/lib/child-server.js';
 import { round, summarize, wallNow, type Summary } from '../lib/stats.js';
 import { metric, type BenchContext, type Metric, type Scenario } from '../lib/types.js';
 import { latencyMetrics, split } from './common.js';

@@ -1,18 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { withoutConfig } from '../../src/config/config.js';
-
-const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-const MAIN = 'packages/server/src/main.ts';
+import type { ChildProcess } from 'node:child_process';
+import { closed, freePort, spawnServerChild, waitForHealth, within, type Exit } from '../../src/lib/child-server.js';
 
 /** Every child still running: `killAll()` ends them, whatever the tests did. */
 const running = new Set<ServerProcess>();
-
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -36,37 +26,6 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
 }
 
-/** A TCP port nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves after `ms`. */
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Rejects when `promise` has not settled within `ms`. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
  * Spawns the real server (`node --import tsx packages/server/src/main.ts`) on a free port of
  * 127.0.0.1 with `env` on top of the parent's environment minus every configuration key.
@@ -74,12 +33,7 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
  */
 export async function spawnServer(env: Record<string, string>, group?: Set<ServerProcess>): Promise<ServerProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
-  const base = withoutConfig(process.env);
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    cwd: ROOT,
-    env: { ...base, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnServerChild({ HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: String(port) });
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
@@ -94,14 +48,11 @@ export async function spawnServer(env: Record<string, string>, group?: Set<Serve
     stdout: () => out,
     stderr: () => err,
     hasExited: () => done,
-    exited: new Promise<Exit>((resolve) => {
-      // 'close' waits for stdio to drain, so stdout() is complete once this resolves.
-      child.on('close', (code, signal) => {
-        done = true;
-        running.delete(proc);
-        group?.delete(proc);
-        resolve({ code, signal });
-      });
+    exited: closed(child).then((exit) => {
+      done = true;
+      running.delete(proc);
+      group?.delete(proc);
+      return exit;
     }),
     async api(method, path, opts = {}) {
       const headers: Record<string, string> = { ...opts.headers };
@@ -131,7 +82,6 @@ export async function spawnServer(env: Record<string, string>, group?: Set<Serve
       }
     },
   };
-  child.on('error', () => {}); // a failed spawn also emits 'close'
   running.add(proc);
   group?.add(proc);
   return proc;
@@ -145,25 +95,20 @@ export async function startServer(
   env: Record<string, string>,
   opts: { timeoutMs?: number; group?: Set<ServerProcess>; /** Which /health status means ready (200). */ readyStatus?: number } = {},
 ): Promise<ServerProcess> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
   const proc = await spawnServer(env, opts.group);
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (proc.hasExited()) {
-      const exit = await proc.exited;
-      throw new Error(`server exited (${exit.code ?? exit.signal}) before it was ready:\n${proc.stderr()}\n${proc.stdout()}`);
-    }
-    try {
-      const res = await fetch(`${proc.url}/health`, { signal: AbortSignal.timeout(2000) });
-      await res.arrayBuffer();
-      if (res.status === (opts.readyStatus ?? 200)) return proc;
-    } catch {
-      /* not listening yet */
-    }
-    await sleep(50);
+  try {
+    await waitForHealth(proc.url, {
+      exited: proc.exited,
+      output: () => `${proc.stderr()}\n${proc.stdout()}`,
+      timeoutMs: opts.timeoutMs ?? 60_000,
+      intervalMs: 50,
+      status: opts.readyStatus,
+    });
+  } catch (error) {
+    proc.child.kill('SIGKILL');
+    throw error;
   }
-  proc.child.kill('SIGKILL');
-  throw new Error(`server not ready within ${timeoutMs} ms:\n${proc.stderr()}`);
+  return proc;
 }
 
 /** SIGKILLs every child of `group` (default: all) still running and waits (bounded) for them. */
