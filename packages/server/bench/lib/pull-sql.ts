@@ -26,7 +26,7 @@ export async function capturePullStatement(tenantId: string, userId: string): Pr
   const recorder: Queryable = {
     async query<T>(sql: string, params?: unknown[]) {
       captured = { sql, params: params ?? [] };
-      return { rows: [{ latest: 0, collection: null }] as T[], rowCount: 1 };
+      return { rows: [{ latest: 0, found: 0, last_version: null, changes: '' }] as T[], rowCount: 1 };
     },
     async exec() {},
   };

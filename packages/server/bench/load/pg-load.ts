@@ -7,6 +7,7 @@ import { csvRow, LIMIT_PHONE_BASE, phone } from '../lib/data.js';
 import { serve } from '../lib/ipc.js';
 import { checkpoints, closedLoop, sequential, type CheckpointMode } from '../lib/loops.js';
 import { capturePullStatement } from '../lib/pull-sql.js';
+import { pageOf, type PullRow } from '../../src/sync/pull.js';
 import { wallNow } from '../lib/stats.js';
 
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
@@ -99,8 +100,9 @@ serve({
     const next = checkpoints(arg.since, arg.mode ?? 'same');
     const run = await sequential(arg.requests, arg.warmup, async () => {
       // Prepared, as the server runs it: the limit is execution, not re-planning.
-      const result = await pool.query({ name: 'bench-pull', text: statement.sql, values: statement.params(next(), arg.limit) });
-      rows = result.rowCount ?? 0;
+      const since = next();
+      const result = await pool.query<PullRow>({ name: 'bench-pull', text: statement.sql, values: statement.params(since, arg.limit) });
+      rows = pageOf(result.rows[0], { since, limit: arg.limit }).count;
     });
     await closePools();
     return { ...run, rows };
@@ -137,13 +139,11 @@ serve({
       for (; pages < 10_000; pages++) {
         // Page sizes as the HTTP load uses them (one fewer per repetition).
         const pageSize = arg.pageSize - r;
-        const { rows } = await pool.query<{ version: number | null }>({ name: 'bench-pull', text: statement.sql, values: statement.params(since, pageSize) });
-        const found = rows.filter((row) => row.version !== null);
-        const hasMore = found.length > pageSize;
-        const page = hasMore ? found.slice(0, pageSize) : found;
-        records += page.length;
-        if (!hasMore) break;
-        since = page[page.length - 1].version!;
+        const { rows } = await pool.query<PullRow>({ name: 'bench-pull', text: statement.sql, values: statement.params(since, pageSize) });
+        const page = pageOf(rows[0], { since, limit: pageSize });
+        records += page.count;
+        if (!page.hasMore) break;
+        since = page.nextVersion;
       }
       reps.push({ records, ms: wallNow() - t0, pages: pages + 1 });
     }
