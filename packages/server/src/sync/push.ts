@@ -301,8 +301,8 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
          SELECT c.local_id, NULL, NULL, c.server_id FROM unnest($4::text[]) AS l(id) CROSS JOIN LATERAL (
            SELECT m.local_id, m.server_id FROM client_ids m
             WHERE m.tenant_id = $1 AND m.device_id = $2 AND m.local_id = l.id LIMIT 1) c`,
+        // Not prepared: a plan cached while the tables were small would scan them once they grew.
         [caller.tenantId, caller.deviceId, keys, [...localIds]],
-        { prepare: 'push-receipts-and-ids' },
       );
       for (const r of rows) {
         if (r.server_id) localMap.set(r.key, r.server_id);
