@@ -292,7 +292,8 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
     const localMap = new Map<string, string>();
     if (keys.length > 0 || localIds.size > 0) {
       // One primary-key probe per key and per id (the LIMITs keep the planner from scanning all
-      // of the device's receipts and ids, which only grow, and filtering them).
+      // of the device's receipts and ids, which only grow, and filtering them). Not prepared: a
+      // plan cached while the tables were small would scan them once they grew.
       const { rows } = await tx.query<{ key: string; ack: ChangeResult['ack'] | null; conflict: ConflictReport | null; server_id: string | null }>(
         `SELECT r.change_key AS key, r.ack, r.conflict, NULL::uuid AS server_id FROM unnest($3::text[]) AS k(key) CROSS JOIN LATERAL (
            SELECT p.change_key, p.ack, p.conflict FROM push_receipts p
@@ -301,7 +302,6 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
          SELECT c.local_id, NULL, NULL, c.server_id FROM unnest($4::text[]) AS l(id) CROSS JOIN LATERAL (
            SELECT m.local_id, m.server_id FROM client_ids m
             WHERE m.tenant_id = $1 AND m.device_id = $2 AND m.local_id = l.id LIMIT 1) c`,
-        // Not prepared: a plan cached while the tables were small would scan them once they grew.
         [caller.tenantId, caller.deviceId, keys, [...localIds]],
       );
       for (const r of rows) {

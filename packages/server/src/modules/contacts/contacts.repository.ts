@@ -1,5 +1,6 @@
 import type { Contact, HistoryEntry } from '@fieldsync/protocol/contacts';
 import type { Queryable } from '../../db/db.js';
+import type { AuditEntry } from '../../sync/audit.js';
 import { CONTACT_COLUMNS, CONTACT_WIRE_SQL, isoSql, type ContactField } from './contacts.collection.js';
 
 /** A contact row to insert: wire fields already validated and normalised. */
@@ -27,13 +28,6 @@ export async function findLiveIdsByPhones(db: Queryable, tenantId: string, phone
   return new Map(rows.map((r) => [r.phone_primary, r.id]));
 }
 
-/** Who wrote a change, as the audit log records it. */
-export interface AuditActor {
-  userId?: string;
-  agentCode?: string;
-  deviceId?: string;
-}
-
 const AUDITED = Object.entries(CONTACT_COLUMNS);
 const AUDITED_COLUMNS = AUDITED.map(([, column]) => `r.${column}`).join(', ');
 /** The fields a create gave a value, in field order (a create's changed_fields). */
@@ -49,7 +43,7 @@ const CREATE_CHANGES_SQL = AUDITED.map(
  * (what diffRecords says for a record that did not exist), built in SQL from the stored row:
  * an import of 1,000 rows sends them once and parses nothing back but the records.
  */
-export async function insertContacts(tx: Queryable, tenantId: string, rows: NewContactRow[], actor: AuditActor = {}): Promise<Contact[]> {
+export async function insertContacts(tx: Queryable, tenantId: string, rows: NewContactRow[], actor: Pick<AuditEntry, 'userId' | 'agentCode' | 'deviceId'> = {}): Promise<Contact[]> {
   if (rows.length === 0) return [];
   const payload = rows.map((row, ordinal) => ({
     ordinal,
