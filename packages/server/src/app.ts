@@ -17,7 +17,7 @@ import { registerAuthHook } from './http/auth.hook.js';
 import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { registerJsonParser } from './http/json-parser.js';
-import { validatorCompiler } from './http/validation.js';
+import { validatorCompiler } from './lib/validation.js';
 import { agentsRoutes } from './modules/agents/agents.routes.js';
 import { createAgentsService } from './modules/agents/agents.service.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
@@ -39,6 +39,7 @@ import { createSyncService } from './sync/sync.service.js';
 import { PageCache } from './sync/page-cache.js';
 import { createPolicyStore } from './sync/policies.js';
 import { createPushEngine } from './sync/push.js';
+import { audiencesOf } from './sync/scopes.js';
 import { categoriesCollection, itemsCollection, spacesCollection } from './modules/lists/lists.collection.js';
 import { createListsService } from './modules/lists/lists.service.js';
 import { listsRoutes } from './modules/lists/lists.routes.js';
@@ -96,9 +97,9 @@ export async function buildApp(deps: AppDeps) {
     },
   });
   const tenants = createTenantsService({ db });
-  const contacts = createContactsService({ db, feed, defaultRegion: config.defaultPhoneRegion });
   const policies = createPolicyStore();
   const push = createPushEngine({ db, registry, feed, policies });
+  const contacts = createContactsService({ db, push, defaultRegion: config.defaultPhoneRegion });
   const sync = createSyncService({ db, registry, devices, push, pageCache: config.pullCacheMb > 0 ? new PageCache(config.pullCacheMb * 2 ** 20) : undefined });
   const lists = createListsService({ db, registry, push });
   const conflicts = createConflictsService({ db, registry, policies, push });
@@ -206,7 +207,7 @@ export async function buildApp(deps: AppDeps) {
     logger,
     corsOrigin: config.corsOrigin,
     authTimeoutMs: config.socketAuthTimeoutMs,
-    spacesOf: (tenantId, userId) => lists.spacesOf(tenantId, userId),
+    audiencesOf: (tenantId, userId) => audiencesOf(db, tenantId, userId),
   });
   gateway = realtime;
   if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync' }));

@@ -60,8 +60,8 @@ describe.each(backends)('devices on %s', (backend) => {
         expect(res.body.data.created).toBe(n);
       },
       /** A delta pull as device `deviceId` (header) from `version`. */
-      async pullAs(deviceId: string, version: number, headers: Record<string, string> = {}, pullKey = key) {
-        const res = await app.api('GET', `/api/sync/delta?version=${version}`, { key: pullKey, headers: { 'x-device-id': deviceId, ...headers } });
+      async pullAs(deviceId: string, version: number, headers: Record<string, string> = {}, pullKey = key, limit = 1000) {
+        const res = await app.api('GET', `/api/sync/delta?version=${version}&limit=${limit}`, { key: pullKey, headers: { 'x-device-id': deviceId, ...headers } });
         expect(res.status, res.text).toBe(200);
         return res.body.data as { changes: unknown[]; latestVersion: number; nextVersion: number };
       },
@@ -78,7 +78,7 @@ describe.each(backends)('devices on %s', (backend) => {
     };
   };
 
-  it('records a pull with X-Device-Id: checkpoint = requested version, sync and change counts, header facts', async () => {
+  it('records a pull with X-Device-Id: checkpoint = the nextVersion given, sync and change counts, header facts', async () => {
     const t = await newTenant();
     await t.addContacts(5);
     const before = Date.now();
@@ -99,13 +99,13 @@ describe.each(backends)('devices on %s', (backend) => {
       osVersion: '17.4',
       networkType: 'wifi',
       battery: null,
-      lastSyncVersion: 2,
+      lastSyncVersion: 5,
       lastSyncAt: expect.stringMatching(ISO_RE),
       lastSeenAt: expect.stringMatching(ISO_RE),
       syncStatus: 'ok',
       changesCount: 3,
       syncCount: 1,
-      versionsBehind: 3,
+      versionsBehind: 0,
       online: false,
     });
     expect(Date.parse(d1.lastSyncAt!)).toBeGreaterThanOrEqual(before - 1000);
@@ -127,23 +127,27 @@ describe.each(backends)('devices on %s', (backend) => {
     });
     expect(Date.parse(d2.lastSyncAt!)).toBeGreaterThanOrEqual(Date.parse(d1.lastSyncAt!));
 
-    // A full re-sync moves the checkpoint back to 0: the device says it has applied nothing.
+    // A full re-sync is given everything again: the checkpoint stays where it was, never back.
     const third = await t.pullAs('phone-1', 0);
     expect(third.changes).toHaveLength(5);
-    expect(await t.device('phone-1')).toMatchObject({ lastSyncVersion: 0, syncCount: 3, changesCount: 8, versionsBehind: 5 });
+    expect(await t.device('phone-1')).toMatchObject({ lastSyncVersion: 5, syncCount: 3, changesCount: 8, versionsBehind: 0 });
+    // A page that stops short leaves the device behind by what it has not been given.
+    await t.addContacts(4);
+    await t.pullAs('phone-2', 0, {}, t.key, 6);
+    expect(await t.device('phone-2')).toMatchObject({ lastSyncVersion: 6, versionsBehind: 3 });
   });
 
   it('counts every pull of a burst exactly once (write-behind coalescing loses nothing)', async () => {
     const t = await newTenant();
     await t.addContacts(4);
-    await Promise.all(Array.from({ length: 10 }, () => t.pullAs('burst', 1)));
-    expect(await t.device('burst')).toMatchObject({ syncCount: 10, changesCount: 30, lastSyncVersion: 1, versionsBehind: 3 });
+    await Promise.all(Array.from({ length: 10 }, () => t.pullAs('burst', 1, {}, t.key, 2)));
+    expect(await t.device('burst')).toMatchObject({ syncCount: 10, changesCount: 20, lastSyncVersion: 3, versionsBehind: 1 });
     // Interleaved with reads that flush in between.
     for (let i = 0; i < 3; i++) {
       await t.pullAs('burst', 4);
       await t.list();
     }
-    expect(await t.device('burst')).toMatchObject({ syncCount: 13, changesCount: 30, lastSyncVersion: 4, versionsBehind: 0 });
+    expect(await t.device('burst')).toMatchObject({ syncCount: 13, changesCount: 20, lastSyncVersion: 4, versionsBehind: 0 });
   });
 
   it('writes the device row behind, without waiting for a device read', async () => {
@@ -168,7 +172,7 @@ describe.each(backends)('devices on %s', (backend) => {
     await t.addContacts(2);
     const res = await t.api('GET', '/api/sync/delta?version=1&deviceId=web-client.7');
     expect(res.status).toBe(200);
-    expect(await t.device('web-client.7')).toMatchObject({ lastSyncVersion: 1, syncCount: 1, changesCount: 1 });
+    expect(await t.device('web-client.7')).toMatchObject({ lastSyncVersion: 2, syncCount: 1, changesCount: 1 });
     const both = await t.api('GET', '/api/sync/delta?version=2&deviceId=query-dev', { headers: { 'x-device-id': 'header-dev' } });
     expect(both.status).toBe(200);
     expect(await t.device('header-dev')).toMatchObject({ lastSyncVersion: 2, syncCount: 1 });
@@ -192,7 +196,7 @@ describe.each(backends)('devices on %s', (backend) => {
       agentCode: 'FIELD7',
       userId: agent.id,
       platform: 'android',
-      lastSyncVersion: 0,
+      lastSyncVersion: 2,
       changesCount: 2,
     });
   });
@@ -246,16 +250,17 @@ describe.each(backends)('devices on %s', (backend) => {
     // The same device id in another tenant is another device.
     await b.pullAs('shared-name', 0, { 'x-platform': 'android' });
     expect(await b.device('shared-name')).toMatchObject({ platform: 'android', lastSyncVersion: 0, syncCount: 1, versionsBehind: 0 });
-    expect(await a.device('shared-name')).toMatchObject({ platform: 'ios', lastSyncVersion: 1, syncCount: 1, versionsBehind: 2 });
+    expect(await a.device('shared-name')).toMatchObject({ platform: 'ios', lastSyncVersion: 3, syncCount: 1, versionsBehind: 0 });
   });
 
   it('lists as outdated exactly the devices more than `threshold` versions behind', async () => {
     const t = await newTenant();
-    await t.addContacts(10);
+    // Each device is at the version it was given: before the writes, or by pages that stop short.
     await t.pullAs('at-0', 0);
-    await t.pullAs('at-6', 6);
-    await t.pullAs('at-9', 9);
-    await t.pullAs('at-10', 10);
+    await t.addContacts(10);
+    await t.pullAs('at-6', 0, {}, t.key, 6);
+    await t.pullAs('at-9', 0, {}, t.key, 9);
+    await t.pullAs('at-10', 0);
     const ids = (devices: DeviceWire[]) => devices.map((d) => d.deviceId).sort();
 
     expect(ids(await t.list('/api/devices/outdated?threshold=4'))).toEqual(['at-0']);

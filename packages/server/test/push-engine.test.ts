@@ -191,11 +191,18 @@ describe.each(backends)('the batched push on %s', (backend) => {
         expect(res.status, JSON.stringify(body).slice(0, 80)).toBe(400);
         expect(res.body).toMatchObject({ success: false, error: 'VALIDATION_FAILED' });
       }
-      // A NUL character anywhere in the JSON is refused by the parser before any change is read.
-      const nul = await push({ deviceId: 'shape-1', changes: [valid, createChange('nul', { notes: 'a\u0000b' })] });
-      expect(nul.status).toBe(400);
       expect(await latest()).toBe(before);
       expect(await countPhone(valid.data.phonePrimary)).toBe(0);
+      // A NUL character in one change refuses that change alone (SPEC §4: one bad change never
+      // blocks a device's queue); the valid one applies.
+      const nul = await push({ deviceId: 'shape-1', changes: [valid, createChange('nul', { notes: 'a\u0000b' })] });
+      expect(nul.status).toBe(200);
+      expect(acksOf(nul).map((a) => [a.success, a.code])).toEqual([
+        [true, undefined],
+        [false, 'VALIDATION_FAILED'],
+      ]);
+      expect(await latest()).toBe(before + 1);
+      expect(await countPhone(valid.data.phonePrimary)).toBe(1);
     });
 
     it('refuses 1001 changes with 400 and applies none of them', async () => {
@@ -452,9 +459,12 @@ describe.each(backends)('the batched push on %s', (backend) => {
       const later = acksOf(await push({ deviceId: 'idem-dev', changes: [{ ...edit, timestamp: ts(2), data: { company: 'Second' } }] }))[0];
       expect(later).toMatchObject({ status: 'applied', serverId: id, version: before + 1 });
       expect((await getContact(id)).body.data.company).toBe('Second');
-      // Re-sent create with a new timestamp (a client that restamps): still that one record.
+      // A create with the same localId but a new timestamp is another change (SPEC §4: a re-sent
+      // change is byte-identical): a new record, here refused for its taken phone, never
+      // answered with the old record.
       const restamped = acksOf(await push({ deviceId: 'idem-dev', changes: [{ ...create, timestamp: ts(3) }] }))[0];
-      expect(restamped).toMatchObject({ status: 'duplicate', serverId: id });
+      expect(restamped).toMatchObject({ success: false, status: 'rejected', code: 'DUPLICATE' });
+      expect(restamped.serverId).not.toBe(id);
       expect(await latest()).toBe(before + 1);
       expect(await countPhone(create.data.phonePrimary)).toBe(1);
     });

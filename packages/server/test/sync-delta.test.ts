@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTACT_WIRE_SQL } from '../src/modules/contacts/contacts.collection.js';
-import * as contactsRepo from '../src/modules/contacts/contacts.repository.js';
 import { withTenantWrite } from '../src/sync/versions.js';
 import { backends } from './helpers/test-db.js';
 import { startTestApp, uniquePhone, type TestApp } from './helpers/test-app.js';
@@ -154,19 +153,23 @@ describe.each(backends)('delta pull on %s', (backend) => {
     /** A transaction that holds the tenant's write open a while, as a slow push batch would. */
     const slowWrite = (live: string[]) =>
       withTenantWrite(db, t.tenantId, async (tx) => {
-        const created = await contactsRepo.insertContacts(
-          tx,
-          t.tenantId,
-          Array.from({ length: 1 + Math.floor(Math.random() * 3) }, () => ({
-            firstName: 'Slow',
-            phonePrimary: uniquePhone(),
-            version: tx.nextVersion(),
-            createdByAgent: null,
-          })),
+        // Raw rows, as a writer of another collection would write them under the same lock.
+        const n = 1 + Math.floor(Math.random() * 3);
+        const versions = Array.from({ length: n }, () => tx.nextVersion());
+        const phones = Array.from({ length: n }, () => uniquePhone());
+        const { rows: created } = await tx.query<{ id: string }>(
+          `INSERT INTO contacts (tenant_id, version, first_name, phone_primary)
+           SELECT $1, v, 'Slow', p FROM unnest($2::bigint[], $3::text[]) AS n(v, p) RETURNING id`,
+          [t.tenantId, versions, phones],
         );
         await sleep(Math.random() * 6);
         if (live.length > 0) {
-          await contactsRepo.updateContact(tx, t.tenantId, pick(live), { notes: `slow ${tx.currentVersion()}` }, tx.nextVersion());
+          await tx.query('UPDATE contacts SET notes = $3, version = $4, updated_at = now() WHERE tenant_id = $1 AND id = $2', [
+            t.tenantId,
+            pick(live),
+            `slow ${tx.currentVersion()}`,
+            tx.nextVersion(),
+          ]);
         }
         return created.map((c) => c.id);
       });

@@ -5,7 +5,7 @@ import type { Db } from '../db/db.js';
 import { migrate } from '../db/migrate.js';
 import { openDb } from '../db/open.js';
 import { AppError } from '../errors.js';
-import { compileBodyValidator } from '../http/validation.js';
+import { compileBodyValidator } from '../lib/validation.js';
 import { createAgentsService, type AgentsService } from '../modules/agents/agents.service.js';
 import { createTenantsService, type TenantsService } from '../modules/tenants/tenants.service.js';
 

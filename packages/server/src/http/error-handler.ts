@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
-import { fieldOf } from './validation.js';
+import { fieldOf } from '../lib/validation.js';
 
 /** The failure envelope of SPEC §3. */
 export function envelope(error: string, message: string, details?: unknown[]) {

@@ -1,9 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isUtf8 } from 'node:buffer';
 import { AppError } from '../errors.js';
+import { RefusedItem, refusalOf } from '../lib/values.js';
 
-/** Deeper JSON than this is refused: no API body nests anywhere near it. */
-export const MAX_JSON_DEPTH = 32;
 
 /**
  * Parses JSON bodies strictly: invalid UTF-8, nesting deeper than MAX_JSON_DEPTH, NUL
@@ -16,7 +15,8 @@ export function registerJsonParser(app: FastifyInstance): void {
   const parser = (req: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void) => {
     try {
       checkCharset(req.headers['content-type']);
-      done(null, parseStrictJson(body as Buffer));
+      const items = (req.routeOptions.config as { jsonItems?: string } | undefined)?.jsonItems;
+      done(null, parseStrictJson(body as Buffer, items));
     } catch (error) {
       done(error as Error, undefined);
     }
@@ -36,8 +36,11 @@ function checkCharset(contentType: string | undefined): void {
 /**
  * An empty body is no body (undefined): routes with a body schema refuse it as a 400, routes
  * without one (a DELETE from a client that always sends Content-Type: application/json) run.
+ * `items` names the array of a batch route (a push's `changes`; '' for a body that is the
+ * array, bulk rows) whose items are checked one by one: a refused item becomes a RefusedItem,
+ * so one bad item is that item's error and never the whole batch's (route config `jsonItems`).
  */
-export function parseStrictJson(body: Buffer): unknown {
+export function parseStrictJson(body: Buffer, items?: string): unknown {
   if (body.length === 0) return undefined;
   if (!isUtf8(body)) throw new AppError('BAD_REQUEST', 'The request body is not valid UTF-8');
   let value: unknown;
@@ -46,29 +49,22 @@ export function parseStrictJson(body: Buffer): unknown {
   } catch {
     throw new AppError('BAD_REQUEST', 'The request body is not valid JSON');
   }
-  checkValue(value, 0);
+  const list = items === undefined ? undefined : items === '' ? value : (value as Record<string, unknown> | null)?.[items];
+  if (!Array.isArray(list)) {
+    checkValue(value, 0);
+    return value;
+  }
+  const depth = items === '' ? 1 : 2;
+  list.forEach((item, i) => {
+    const why = refusalOf(item, depth);
+    if (why) list[i] = new RefusedItem(why);
+  });
+  if (items) checkValue({ ...(value as Record<string, unknown>), [items]: [] }, 0);
   return value;
 }
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
+/** Throws the 400 for a value `refusalOf` refuses. */
 function checkValue(value: unknown, depth: number): void {
-  if (typeof value === 'string') {
-    if (value.includes('\u0000')) throw new AppError('BAD_REQUEST', 'Strings must not contain NUL characters');
-    // A lone surrogate (`"\ud800"`) is valid JSON but no text: it cannot be stored as UTF-8.
-    if (LONE_SURROGATE.test(value)) throw new AppError('BAD_REQUEST', 'Strings must be well-formed Unicode (no lone surrogates)');
-    return;
-  }
-  if (typeof value !== 'object' || value === null) return;
-  if (depth >= MAX_JSON_DEPTH) throw new AppError('BAD_REQUEST', `JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
-  if (Array.isArray(value)) {
-    for (const item of value) checkValue(item, depth + 1);
-    return;
-  }
-  for (const key of Object.keys(value)) {
-    if (key === '__proto__' || key === 'constructor' || key.includes('\u0000') || LONE_SURROGATE.test(key)) {
-      throw new AppError('BAD_REQUEST', `Forbidden key "${key.replace(/\u0000/g, '\\0')}"`);
-    }
-    checkValue((value as Record<string, unknown>)[key], depth + 1);
-  }
+  const why = refusalOf(value, depth);
+  if (why) throw new AppError('BAD_REQUEST', why);
 }

@@ -12,10 +12,8 @@ import type {
 } from '@fieldsync/protocol/events';
 import { Heartbeat } from '@fieldsync/protocol/devices';
 import { AppError } from '../errors.js';
-import { compileBodyValidator } from '../http/validation.js';
-import type { AuthService } from '../modules/auth/auth.service.js';
-import type { Principal } from '../modules/auth/principal.js';
-import type { DevicesService } from '../modules/devices/devices.service.js';
+import { compileBodyValidator } from '../lib/validation.js';
+import type { Role } from '@fieldsync/protocol/auth';
 import type { ChangeFeed, CommitEvent } from '../sync/feed.js';
 import type { SyncService } from '../sync/sync.service.js';
 import { envelope } from '../http/error-handler.js';
@@ -23,14 +21,41 @@ import { envelope } from '../http/error-handler.js';
 /** How long a socket may stay connected without authenticating, unless configured (SPEC §7). */
 export const AUTH_DEADLINE_MS = 10_000;
 
+/** Who a socket is, as the gateway needs to know it. */
+export interface SocketPrincipal {
+  tenantId: string;
+  userId: string;
+  agentCode: string;
+  role: Role;
+  deviceId?: string;
+}
+
+/** Checks a socket's credentials (the auth module, wired by the root). */
+export interface SocketAuthenticator {
+  authenticateApiKey(key: string, opts: { agentCode?: string; deviceId?: string }): Promise<SocketPrincipal>;
+  authenticateAccessToken(token: string, opts: { deviceId?: string }): Promise<SocketPrincipal>;
+}
+
+/** What the gateway tells the devices module about the sockets of devices. */
+export interface SocketDevices {
+  /** Throws 403 when the device id belongs to another user (SPEC §4 "Client ids"). */
+  claim(tenantId: string, deviceId: string, userId: string): Promise<void>;
+  setOnline(tenantId: string, deviceId: string, online: boolean): void;
+  recordSeen(who: { tenantId: string; deviceId: string; userId?: string; agentCode?: string }, facts: Heartbeat): void;
+  /** A `changes` event up to `version` reached the device's socket: its checkpoint. */
+  recordDelivered(who: { tenantId: string; deviceId: string }, version: number): void;
+}
+
+type Principal = SocketPrincipal;
+
 interface SocketData {
   principal?: Principal;
   /** Counted as an online device (undone on disconnect). */
   countedOnline?: boolean;
   /** An `authenticate` event is being checked: a second one must not admit the socket twice. */
   authenticating?: boolean;
-  /** The spaces its user belongs to: which space-scoped changes it receives. */
-  spaces?: Set<string>;
+  /** The audience keys (`kind:id`) of the scopes its user belongs to: which scoped changes it receives. */
+  audiences?: Set<string>;
 }
 type FsServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type FsSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -70,19 +95,19 @@ const checkHeartbeat = compileBodyValidator<Heartbeat>(Heartbeat);
 const checkPush = compileBodyValidator<PushBody>(PushBodySchema);
 
 export interface GatewayDeps {
-  auth: AuthService;
+  auth: SocketAuthenticator;
   sync: SyncService;
-  devices: DevicesService;
+  devices: SocketDevices;
   feed: ChangeFeed;
   logger: Logger;
   corsOrigin: string[] | '*' | undefined;
   /** The authentication deadline; AUTH_DEADLINE_MS when omitted. */
   authTimeoutMs?: number;
   /**
-   * The spaces a user may see, read when a socket is admitted; afterwards the memberships that
-   * commits announce keep it current.
+   * The audience keys of the scopes a user belongs to, read when a socket is admitted;
+   * afterwards the memberships that commits announce keep them current.
    */
-  spacesOf?: (tenantId: string, userId: string) => Promise<string[]>;
+  audiencesOf: (tenantId: string, userId: string) => Promise<string[]>;
 }
 
 /** Appends `value` to the list of `key`. */
@@ -119,15 +144,19 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     const checked = checkAuth(raw);
     if (!checked.ok) throw new AppError('UNAUTHORIZED', 'Send {token} or {apiKey, deviceId}');
     const auth = checked.value;
-    if ('token' in auth) return deps.auth.authenticateAccessToken(auth.token, { deviceId: auth.deviceId });
-    return deps.auth.authenticateApiKey(auth.apiKey, { agentCode: auth.agentCode, deviceId: auth.deviceId });
+    const principal =
+      'token' in auth
+        ? await deps.auth.authenticateAccessToken(auth.token, { deviceId: auth.deviceId })
+        : await deps.auth.authenticateApiKey(auth.apiKey, { agentCode: auth.agentCode, deviceId: auth.deviceId });
+    if (principal.deviceId) await deps.devices.claim(principal.tenantId, principal.deviceId, principal.userId);
+    return principal;
   };
 
   /** Puts an authenticated socket in its rooms; undefined when it hung up meanwhile. */
   const admit = async (socket: FsSocket, principal: Principal): Promise<AuthenticatedPayload | undefined> => {
-    const spaces = deps.spacesOf ? await deps.spacesOf(principal.tenantId, principal.userId) : [];
+    const audiences = await deps.audiencesOf(principal.tenantId, principal.userId);
     if (!socket.connected) return undefined;
-    socket.data.spaces = new Set(spaces);
+    socket.data.audiences = new Set(audiences);
     socket.data.principal = principal;
     const joined = [
       rooms.tenant(principal.tenantId),
@@ -255,7 +284,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
 
   /**
    * Delivers a commit to this instance's sockets of the tenant, each getting ONE `changes`
-   * event with exactly what its user may see (tenant-wide changes, changes of its spaces, its
+   * event with exactly what its user may see (tenant-wide changes, changes of its scopes, its
    * own scope grants and revokes), possibly none: one event per commit keeps every socket's
    * version chain continuous, so `fromVersion` beyond its checkpoint always means a real gap.
    * Memberships the commit changed apply first. The device that wrote the commit gets no echo.
@@ -266,25 +295,32 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     const local = nsp.adapter.rooms.get(rooms.tenant(tenantId));
     if (!local || local.size === 0) return;
     const tenantWide: Change[] = [];
-    const bySpace = new Map<string, Change[]>();
+    const byAudience = new Map<string, Change[]>();
     commit.changes.forEach((change, i) => {
-      const spaceId = commit.audience?.[i] ?? null;
-      if (spaceId === null) tenantWide.push(change);
-      else pushTo(bySpace, spaceId, change);
+      const audience = commit.audience?.[i] ?? null;
+      if (audience === null) tenantWide.push(change);
+      else pushTo(byAudience, audience, change);
     });
     const byUser = new Map<string, Change[]>();
     for (const { userId, change } of commit.userChanges ?? []) pushTo(byUser, userId, change);
-    const membership = new Map<string, { spaceId: string; member: boolean }[]>();
+    const membership = new Map<string, { audience: string; member: boolean }[]>();
     for (const m of commit.membership ?? []) pushTo(membership, m.userId, m);
     const range = { fromVersion: commit.fromVersion, toVersion: commit.toVersion };
+    const delivered = (principal: Principal) => {
+      if (principal.deviceId) deps.devices.recordDelivered({ tenantId, deviceId: principal.deviceId }, commit.toVersion);
+    };
 
-    if (bySpace.size === 0 && byUser.size === 0 && membership.size === 0) {
+    if (byAudience.size === 0 && byUser.size === 0 && membership.size === 0) {
       // Only tenant-wide changes: every socket but the writer's gets the same event, so one
       // room broadcast encodes it once instead of once per socket.
       const room = io.local.to(rooms.tenant(tenantId));
       const target = commit.origin.deviceId ? room.except(rooms.device(tenantId, commit.origin.deviceId)) : room;
       target.emit('changes', { ...range, changes: tenantWide });
       for (const event of commit.events ?? []) (target.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
+      for (const socketId of local) {
+        const principal = (nsp.sockets.get(socketId) as FsSocket | undefined)?.data.principal;
+        if (principal && principal.deviceId !== commit.origin.deviceId) delivered(principal);
+      }
       return;
     }
 
@@ -292,10 +328,10 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
       const socket = nsp.sockets.get(socketId) as FsSocket | undefined;
       const principal = socket?.data.principal;
       if (!socket || !principal) continue;
-      const spaces = (socket.data.spaces ??= new Set());
-      for (const { spaceId, member } of membership.get(principal.userId) ?? []) {
-        if (member) spaces.add(spaceId);
-        else spaces.delete(spaceId);
+      const audiences = (socket.data.audiences ??= new Set());
+      for (const { audience, member } of membership.get(principal.userId) ?? []) {
+        if (member) audiences.add(audience);
+        else audiences.delete(audience);
       }
       const own = byUser.get(principal.userId) ?? [];
       if (commit.origin.deviceId !== undefined && principal.deviceId === commit.origin.deviceId) {
@@ -304,12 +340,13 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
         continue;
       }
       let visible = tenantWide;
-      if (bySpace.size > 0 || own.length > 0) {
+      if (byAudience.size > 0 || own.length > 0) {
         visible = [...tenantWide, ...own];
-        for (const spaceId of spaces) visible.push(...(bySpace.get(spaceId) ?? []));
+        for (const [audience, changes] of byAudience) if (audiences.has(audience)) visible.push(...changes);
         visible.sort((x, y) => x.version - y.version);
       }
       socket.emit('changes', { ...range, changes: visible });
+      delivered(principal);
       for (const event of commit.events ?? []) (socket.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
     }
   };

@@ -16,29 +16,61 @@ export interface CollectionDef {
   table: string;
   /** SQL expression over alias `r` that builds the record's wire object (camelCase). */
   wireSql: string;
-  /**
-   * Who may see a record: `tenant` means every user of the tenant; `space` means the members
-   * of the record's space (`spaceColumn`; for the spaces table itself, its `id`).
-   */
-  scope: 'tenant' | 'space';
-  /** For `space` scope: the column naming the record's space. */
-  spaceColumn?: string;
+  /** Who may see a record (see `Scope`). */
+  scope: Scope;
   /** How the push engine writes this collection; absent for read-only collections. */
   write?: WriteDef;
+}
+
+/**
+ * Who may see a record of a collection.
+ *
+ * - `{ kind: 'tenant' }`: every user of the tenant.
+ * - `{ kind: 'user', field, column }`: the one user the record names (an owner-scoped
+ *   collection); no membership rows.
+ * - any other kind (`conversation`, `team`, ...): the members of the scope the record names,
+ *   as kept in `scope_members` (tenant, kind, scope id, user, role). The scope's own record
+ *   (a conversation) names itself: `field: 'id'`.
+ *
+ * A record's audience key is `kind:scopeId` (null for tenant-wide): the feed and the socket
+ * rooms address changes by it.
+ */
+export type Scope =
+  | { kind: 'tenant'; field?: undefined; column?: undefined }
+  | {
+      kind: string;
+      /** The wire field naming the record's scope id (`id` for the scope's own record). */
+      field: string;
+      /** Its column. */
+      column: string;
+      /** The role a user holds in a scope whose own record they create in this batch (an owner, say). */
+      creatorRole?: string;
+    };
+
+/** The audience key of a scoped record, or null for a tenant-wide one. */
+export function audienceOf(def: Pick<CollectionDef, 'scope'>, id: string, record: Record<string, unknown>): string | null {
+  const { kind, field } = def.scope;
+  if (kind === 'tenant' || field === undefined) return null;
+  const scopeId = field === 'id' ? id : record[field];
+  return typeof scopeId === 'string' ? `${kind}:${scopeId}` : null;
 }
 
 /** A persisted field: its wire name maps to a column of a SQL type. */
 export interface FieldDef {
   column: string;
   type: 'text' | 'boolean' | 'double precision' | 'jsonb' | 'timestamptz' | 'uuid';
+  /** False: left out of the audit entry's changes (the entry records it already: the writer's agent). */
+  audit?: false;
 }
 
 /** Who writes, as the push engine's hooks see it. */
 export interface WriteContext {
   tenantId: string;
-  userId: string;
-  agentCode: string;
-  deviceId: string;
+  /** The writing user; none for the server's own writes. */
+  userId?: string;
+  agentCode?: string;
+  /** The writing device, when known. */
+  deviceId?: string;
   /** The receipt time of the push (ms). */
   now: number;
 }
@@ -51,13 +83,32 @@ export interface AppliedChange {
   after: Record<string, unknown>;
 }
 
+/** A user joined or left a scope (`audience` is its key, `kind:id`). */
+export interface MembershipChange {
+  userId: string;
+  audience: string;
+  member: boolean;
+}
+
 /** Versioned extra changes a hook wrote (cascades), and user-targeted scope changes. */
 export interface HookResult {
   changes: Change[];
   /** Changes only some users may see now (grants and revokes), by user id. */
   userChanges?: { userId: string; change: Change }[];
-  /** Users whose set of visible spaces changed (the gateway re-reads their rooms). */
-  membership?: { userId: string; spaceId: string; member: boolean }[];
+  /** Users whose set of scopes changed (the gateway updates their sockets). */
+  membership?: MembershipChange[];
+}
+
+/** What a hook may use inside the write transaction. */
+export interface HookTx extends Queryable {
+  /** The next version of the tenant; every record change takes exactly one. */
+  nextVersion(): number;
+  /**
+   * Makes `members` (user id -> role) the members of scope `kind:scopeId`, writing a grant or
+   * revoke per record of the scope for each user who gained or lost it (`created`: the scope is
+   * new, so its records reach members by their own versions and no grants are written).
+   */
+  setMembers(kind: string, scopeId: string, members: Map<string, string>, opts?: { created?: boolean }): Promise<HookResult>;
 }
 
 export interface WriteDef {
@@ -80,14 +131,21 @@ export interface WriteDef {
   /** Server-set fields of a change (creator, completion stamps). */
   prepare?(op: 'create' | 'update', fields: Record<string, unknown>, before: Record<string, unknown> | undefined, ctx: WriteContext): Record<string, unknown>;
   /**
-   * Who may write a record; `undefined` allows, a string is the per-change error. Called with
-   * the space role the user holds (undefined when not a member) for `space` collections.
+   * Who may write a record: `undefined` allows, else the per-change rejection. Called with the
+   * role the user holds in the record's scope (undefined when not a member) for scoped
+   * collections.
    */
-  authorize?(op: 'create' | 'update' | 'delete', record: Record<string, unknown>, ctx: WriteContext & { role?: string }, fields: Record<string, unknown>): string | undefined;
+  authorize?(op: 'create' | 'update' | 'delete', record: Record<string, unknown>, ctx: WriteContext & { role?: string }, fields: Record<string, unknown>): Denial | undefined;
   /** Domain events to emit beside `changes` for the applied changes (contacts: contact_created…). */
   events?(applied: AppliedChange[], ctx: WriteContext): { name: string; payload: unknown }[];
   /** Side effects inside the write transaction, after the records are written. */
-  afterWrite?(tx: Queryable & { nextVersion(): number }, applied: AppliedChange[], ctx: WriteContext): Promise<HookResult>;
+  afterWrite?(tx: HookTx, applied: AppliedChange[], ctx: WriteContext): Promise<HookResult>;
+}
+
+/** Why a write is refused: `not_found` hides the record (no access), `forbidden` says so. */
+export interface Denial {
+  code: 'not_found' | 'forbidden';
+  message: string;
 }
 
 export class CollectionRegistry {
@@ -97,7 +155,7 @@ export class CollectionRegistry {
   register(def: CollectionDef): void {
     const names = [def.name, ...def.aliases];
     // Names reach SQL literals and JSON text unescaped (pull.ts): identifiers only.
-    const bad = names.find((name) => !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(name));
+    const bad = [...names, def.scope.kind].find((name) => !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(name));
     if (bad !== undefined) throw new Error(`collection name ${JSON.stringify(bad)} is not an identifier`);
     // All names checked before any is taken: a refused definition leaves no name behind.
     for (const name of names) {
@@ -114,5 +172,10 @@ export class CollectionRegistry {
 
   all(): readonly CollectionDef[] {
     return this.ordered;
+  }
+
+  /** The collections whose records belong to scopes of `kind`, in registration order. */
+  inScope(kind: string): readonly (CollectionDef & { scope: Exclude<Scope, { kind: 'tenant' }> })[] {
+    return this.ordered.filter((d): d is CollectionDef & { scope: Exclude<Scope, { kind: 'tenant' }> } => d.scope.kind === kind);
   }
 }

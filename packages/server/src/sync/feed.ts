@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Change } from '@fieldsync/protocol/sync';
+import type { MembershipChange } from './collections.js';
 
 /** A committed write as the real-time layer sees it. */
 export interface CommitEvent {
@@ -9,13 +10,14 @@ export interface CommitEvent {
   changes: Change[];
   /**
    * Who may see each change, aligned with `changes`: null for every user of the tenant, else
-   * the id of the space whose members may see it. Absent: all tenant-wide.
+   * the audience key (`kind:id`, sync/scopes.ts) of the scope whose members may see it.
+   * Absent: all tenant-wide.
    */
   audience?: (string | null)[];
   /** Changes only one user may see (scope grants and revokes). */
   userChanges?: { userId: string; change: Change }[];
-  /** Space memberships this commit changed. */
-  membership?: { userId: string; spaceId: string; member: boolean }[];
+  /** Scope memberships this commit changed. */
+  membership?: MembershipChange[];
   /** Who wrote it: the originating device gets no echo. */
   origin: { userId?: string; agentCode?: string; deviceId?: string };
   /** Domain events to emit beside `changes` (e.g. contact_created). */

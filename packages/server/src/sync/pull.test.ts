@@ -12,7 +12,7 @@ const collectionOf = (name: string, table: string): CollectionDef => ({
   aliases: [name.replace(/s$/, '')],
   table,
   wireSql: `json_build_object('id', r.id, 'version', r.version, 'body', r.body, 'isDeleted', r.is_deleted)`,
-  scope: 'tenant',
+  scope: { kind: 'tenant' },
 });
 const cards = collectionOf('testCards', 'test_cards');
 const notes = collectionOf('testNotes', 'test_notes');

@@ -3,10 +3,11 @@ import type { Delta } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../db/db.js';
 import { AppError } from '../errors.js';
 import type { CollectionDef, CollectionRegistry } from './collections.js';
+import { isScoped, visibleSql } from './scopes.js';
 
 export interface PullRequest {
   tenantId: string;
-  /** Whose scopes apply: space-scoped records only reach members of their space (none without a user). */
+  /** Whose scopes apply: scoped records only reach the members of their scope (none without a user). */
   userId?: string;
   /** The version the device has applied; changes above it are returned. */
   since: number;
@@ -27,9 +28,6 @@ export function resolveCollections(registry: CollectionRegistry, names: string[]
   return [...defs];
 }
 
-/** SQL: the spaces the user ($4) belongs to. */
-const MY_SPACES = 'SELECT m.space_id FROM space_members m WHERE m.tenant_id = $1 AND m.user_id = $4::uuid';
-
 /**
  * The branches of the pull for one collection: its records, and its scope grants and revokes.
  *
@@ -41,13 +39,13 @@ const MY_SPACES = 'SELECT m.space_id FROM space_members m WHERE m.tenant_id = $1
  * comes as a delete at its revoke.
  */
 function branchesOf(def: CollectionDef): string[] {
-  if (def.scope === 'tenant') {
+  if (!isScoped(def)) {
     return [
       `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, (${def.wireSql})::text AS data
           FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 ORDER BY r.version LIMIT $3)`,
     ];
   }
-  const visible = (r: string) => `${r}.${def.spaceColumn ?? 'id'} IN (${MY_SPACES})`;
+  const visible = (r: string) => visibleSql(def, r, '$1', '$4');
   // Scope events of the user for this collection above the checkpoint (the index's range).
   const events = (e: string) => `${e}.tenant_id = $1 AND ${e}.user_id = $4::uuid AND ${e}.version > $2 AND ${e}.collection = '${def.name}'`;
   return [
@@ -124,7 +122,7 @@ export async function pullPage(db: Queryable, defs: CollectionDef[], req: PullRe
   const { sql, name } = pullStatement(defs);
   const { rows } = await db.query<PullRow>(
     sql,
-    [req.tenantId, req.since, req.limit + 1, ...(defs.some((d) => d.scope === 'space') ? [req.userId ?? null] : [])],
+    [req.tenantId, req.since, req.limit + 1, ...(defs.some(isScoped) ? [req.userId ?? null] : [])],
     // Planning this union costs more than running it: plan it once per connection.
     { prepare: name },
   );

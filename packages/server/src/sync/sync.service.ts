@@ -5,6 +5,7 @@ import type { Db } from '../db/db.js';
 import { AppError } from '../errors.js';
 import type { CollectionRegistry } from './collections.js';
 import type { PageCache } from './page-cache.js';
+import { isScoped } from './scopes.js';
 import { emptyPage, pullPage, resolveCollections, toDelta, type PulledPage } from './pull.js';
 
 /** Who is pulling, as the sync core needs to know it (no transport types). */
@@ -16,6 +17,8 @@ export interface SyncCaller {
 }
 
 export interface DeviceRecorder {
+  /** Throws 403 when the device id belongs to another user of the tenant. */
+  claim(tenantId: string, deviceId: string, userId: string): Promise<void>;
   recordSync(
     who: { tenantId: string; deviceId: string; userId?: string; agentCode?: string },
     sync: { version: number; changes: number; ok: boolean },
@@ -77,13 +80,14 @@ export function createSyncService(deps: {
         ]);
       }
       const defs = resolveCollections(deps.registry, req.collections);
+      if (caller.deviceId) await deps.devices.claim(caller.tenantId, caller.deviceId, caller.userId);
       // Every version <= latest is committed (writers commit in version order), so the page of
       // (since, limit) at `latest` is fixed: nothing to read at or past it, and a cached page
       // read at the same latest version is exactly what the statement would answer now. The
       // version costs a round trip, so it is read first only when it can save the statement:
       // a device that may be up to date, or a page that may be cached. A device behind the
       // latest version this instance has seen goes straight to the statement.
-      const scoped = defs.some((d) => d.scope === 'space');
+      const scoped = defs.some(isScoped);
       const key = pageCache ? `${caller.tenantId}|${defs.map((d) => d.name).join(',')}|${scoped ? caller.userId : ''}|${req.version}|${req.limit}` : '';
       const seen = seenLatest.get(caller.tenantId);
       let page: PulledPage | undefined;
@@ -101,7 +105,7 @@ export function createSyncService(deps: {
       if (caller.deviceId) {
         deps.devices.recordSync(
           { tenantId: caller.tenantId, deviceId: caller.deviceId, userId: caller.userId, agentCode: caller.agentCode },
-          { version: req.version, changes: page.count, ok: true },
+          { version: page.nextVersion, changes: page.count, ok: true },
           facts,
         );
       }
@@ -118,6 +122,7 @@ export function createSyncService(deps: {
           { field: 'lastSyncVersion', message: 'must be an integer from 0 to 2^53 - 1' },
         ]);
       }
+      await deps.devices.claim(caller.tenantId, deviceId, caller.userId);
       const outcome = await deps.push.apply({ tenantId: caller.tenantId, userId: caller.userId, agentCode: caller.agentCode, deviceId }, body.changes);
       const acknowledged = outcome.results.map((r) => r.ack);
       const conflicts = outcome.results.flatMap((r) => (r.conflict ? [r.conflict] : []));

@@ -13,7 +13,7 @@ const recordsCollection: CollectionDef = {
   aliases: [],
   table: 'test_records',
   wireSql: `json_build_object('id', r.id, 'version', r.version)`,
-  scope: 'tenant',
+  scope: { kind: 'tenant' },
 };
 
 describe.each(backends)('withTenantWrite on %s', (backend) => {

@@ -9,6 +9,11 @@ export interface TenantTx extends Queryable {
   nextVersion(): number;
   /** The last version handed out so far (baseVersion when none). */
   currentVersion(): number;
+  /**
+   * Runs `fn` under a savepoint: when it throws, its statements and the versions it took are
+   * undone and the transaction goes on (a push contains one change's database error so).
+   */
+  savepoint<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** What a tenant write committed: the version range and whatever `fn` returned. */
@@ -40,6 +45,19 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
       exec: (sql) => q.exec(sql),
       nextVersion: () => ++current,
       currentVersion: () => current,
+      async savepoint(fn) {
+        const mark = current;
+        await q.query('SAVEPOINT fieldsync_sp');
+        try {
+          const result = await fn();
+          await q.query('RELEASE SAVEPOINT fieldsync_sp');
+          return result;
+        } catch (error) {
+          await q.query('ROLLBACK TO SAVEPOINT fieldsync_sp');
+          current = mark;
+          throw error;
+        }
+      },
     };
     const result = await fn(tx);
     if (current !== base) {

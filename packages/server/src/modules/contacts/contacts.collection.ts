@@ -41,7 +41,7 @@ export function contactsCollection(opts: { defaultRegion: string }): CollectionD
     aliases: ['contact'],
     table: 'contacts',
     wireSql: CONTACT_WIRE_SQL,
-    scope: 'tenant',
+    scope: { kind: 'tenant' },
     write: {
       fields: {
         firstName: text('first_name'),
@@ -55,7 +55,7 @@ export function contactsCollection(opts: { defaultRegion: string }): CollectionD
         doNotCall: { column: 'do_not_call', type: 'boolean' },
         preferredChannel: text('preferred_channel'),
         photoFileId: { column: 'photo_file_id', type: 'uuid' },
-        createdByAgent: text('created_by_agent'),
+        createdByAgent: { column: 'created_by_agent', type: 'text', audit: false },
       },
       createSchema: ContactCreate,
       updateSchema: ContactUpdate,

@@ -15,7 +15,8 @@ import { Ok, Page } from '@fieldsync/protocol/envelope';
 import { AppError } from '../../errors.js';
 import { principalOf } from '../../http/auth.hook.js';
 import { IdParams, secured, withErrors } from '../../http/schemas.js';
-import { compileBodyValidator } from '../../http/validation.js';
+import { compileBodyValidator } from '../../lib/validation.js';
+import { RefusedItem } from '../../lib/values.js';
 import { actorOf, type ContactsService } from './contacts.service.js';
 import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from './contacts.export.js';
 import { importContactsCsv } from './contacts.import.js';
@@ -25,6 +26,7 @@ export const MAX_BULK_ROWS = 5000;
 const checkCreate = compileBodyValidator<ContactCreate>(ContactCreate);
 /** Validates one bulk/import row: undefined when valid, else the first problems as text. */
 export const contactRowError = (row: unknown): string | undefined => {
+  if (row instanceof RefusedItem) return row.reason;
   const checked = checkCreate(row);
   return checked.ok ? undefined : checked.errors.slice(0, 3).map((e) => `${e.field}: ${e.message}`).join('; ');
 };

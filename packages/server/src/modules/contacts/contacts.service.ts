@@ -7,12 +7,11 @@ import type {
   ContactReplace,
   HistoryEntry,
 } from '@fieldsync/protocol/contacts';
-import type { Change } from '@fieldsync/protocol/sync';
+import { randomUUID } from 'node:crypto';
 import type { Db } from '../../db/db.js';
 import { AppError, notFound } from '../../errors.js';
-import { appendAudit, diffRecords, type AuditEntry } from '../../sync/audit.js';
-import type { ChangeFeed } from '../../sync/feed.js';
-import { withTenantWrite } from '../../sync/versions.js';
+import { isUuid } from '../../lib/values.js';
+import type { PushCaller, PushEngine, PushOptions } from '../../sync/push.js';
 import type { Principal } from '../auth/principal.js';
 import { CONTACT_FIELDS, type ContactField } from './contacts.collection.js';
 import * as repo from './contacts.repository.js';
@@ -35,7 +34,7 @@ export const actorOf = (p: Principal): Actor => ({
 });
 
 /** The outcome of one row of a bulk write. */
-export type RowResult = { ok: true; contact: Contact } | { ok: false; error: string; existingId?: string };
+export type RowResult = { ok: true; id: string } | { ok: false; error: string; existingId?: string };
 
 export interface ContactsService {
   create(actor: Actor, input: ContactCreate): Promise<Contact>;
@@ -45,7 +44,7 @@ export interface ContactsService {
   replace(actor: Actor, id: string, input: ContactReplace): Promise<Contact>;
   remove(actor: Actor, id: string): Promise<void>;
   history(tenantId: string, id: string): Promise<HistoryEntry[]>;
-  /** Creates many contacts in one transaction; each row succeeds or fails on its own. */
+  /** Creates many contacts in one batch of the push engine; each row succeeds or fails on its own. */
   createMany(actor: Actor, rows: ContactCreate[]): Promise<RowResult[]>;
   bulk(actor: Actor, rows: unknown[], validate: (row: unknown) => string | undefined): Promise<BulkResult>;
   /** Refreshes the planner statistics of contacts (after large imports). */
@@ -54,138 +53,73 @@ export interface ContactsService {
   pages(tenantId: string, pageSize?: number): AsyncGenerator<Contact[]>;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultRegion: string }): ContactsService {
-  const { db, feed } = deps;
+/**
+ * Contacts over REST (SPEC §5). Every write goes through the push engine, as one change or as
+ * one large batch (bulk, import), so REST, sync and import share one write path: validation,
+ * normalisation, the unique primary phone, versions, audit, events. REST edits are the
+ * server's own: they apply whatever the conflict policy (`force`), at their receipt time.
+ */
+export function createContactsService(deps: { db: Db; push: PushEngine; defaultRegion: string }): ContactsService {
+  const { db } = deps;
 
   const normalise = <T extends Record<string, unknown>>(input: T): T => normaliseContactFields(input, deps.defaultRegion);
 
-  const auditOf = (actor: Actor, action: AuditEntry['action'], before: Contact | undefined, after: Contact): AuditEntry => ({
-    tenantId: actor.tenantId,
-    collection: 'contacts',
-    recordId: after.id,
-    version: after.version,
-    action,
-    changes: action === 'delete' ? { isDeleted: { from: false, to: true } } : diffRecords(before as never, after as never, CONTACT_FIELDS),
-    userId: actor.userId,
-    agentCode: actor.agentCode,
-    deviceId: actor.deviceId,
-  });
+  const callerOf = (actor: Actor): PushCaller => ({ ...actor });
 
-  const toChange = (c: Contact): Change => ({
-    collection: 'contacts',
-    op: c.isDeleted ? 'delete' : 'upsert',
-    id: c.id,
-    version: c.version,
-    data: c as unknown as Record<string, unknown>,
-  });
-
-  const publish = (
-    actor: Actor,
-    range: { fromVersion: number; toVersion: number },
-    contacts: Contact[],
-    event?: 'contact_created' | 'contact_updated' | 'contact_deleted',
-  ) => {
-    const by = event === 'contact_created' ? 'createdBy' : event === 'contact_deleted' ? 'deletedBy' : 'updatedBy';
-    feed.publish({
-      tenantId: actor.tenantId,
-      ...range,
-      changes: contacts.map(toChange),
-      origin: { userId: actor.userId, agentCode: actor.agentCode, deviceId: actor.deviceId },
-      events: event
-        ? contacts.map((contact) => ({
-            name: event,
-            payload: { contact, version: contact.version, [by]: actor.agentCode ?? null },
-          }))
-        : undefined,
+  /** One REST write as a one-change batch; its rejection is thrown as the matching error. */
+  const writeOne = async (actor: Actor, change: Record<string, unknown>, opts: PushOptions = {}): Promise<string> => {
+    const outcome = await deps.push.apply(callerOf(actor), [{ changeId: randomUUID(), entityType: 'contacts', timestamp: Date.now(), ...change }], {
+      receipts: false,
+      ...opts,
     });
+    const { ack, details } = outcome.results[0];
+    if (ack.success) return ack.serverId!;
+    if (ack.code === 'DUPLICATE') throw duplicate(String(details?.[0]?.existingId ?? ''));
+    throw new AppError(ack.code ?? 'VALIDATION_FAILED', ack.error ?? 'The change was rejected', details);
   };
 
   const duplicate = (existingId: string) =>
     new AppError('DUPLICATE', 'A contact with this primary phone already exists', [{ field: 'phonePrimary', existingId }]);
 
-  /** Applies a field change to a live contact under the tenant lock. */
+  const get = async (tenantId: string, id: string) => {
+    const contact = isUuid(id) ? await repo.findContact(db, tenantId, id) : undefined;
+    if (!contact) throw notFound('Contact');
+    return contact;
+  };
+
+  /** Applies a field change to a live contact; fields set to the values they have are left out. */
   const applyUpdate = async (actor: Actor, id: string, fields: Partial<Record<ContactField, unknown>>, expectedVersion?: number) => {
-    if (!UUID_RE.test(id)) throw notFound('Contact');
-    const normalised = normalise(fields);
-    const committed = await withTenantWrite(db, actor.tenantId, async (tx) => {
-      const before = await repo.findContact(tx, actor.tenantId, id);
-      if (!before) throw notFound('Contact');
-      if (expectedVersion !== undefined && expectedVersion !== before.version) {
-        throw new AppError('VERSION_MISMATCH', `The contact is at version ${before.version}, not ${expectedVersion}`, [
-          { field: 'version', currentVersion: before.version, current: before },
-        ]);
-      }
-      const changed = Object.fromEntries(
-        Object.entries(normalised).filter(([field, value]) => (before as Record<string, unknown>)[field] !== value),
-      ) as Partial<Record<ContactField, unknown>>;
-      if (Object.keys(changed).length === 0) return { contact: before, changed: false };
-      if (typeof changed.phonePrimary === 'string') {
-        const owner = (await repo.findLiveIdsByPhones(tx, actor.tenantId, [changed.phonePrimary])).get(changed.phonePrimary);
-        if (owner && owner !== id) throw duplicate(owner);
-      }
-      const after = await repo.updateContact(tx, actor.tenantId, id, changed, tx.nextVersion());
-      await appendAudit(tx, [auditOf(actor, 'update', before, after)]);
-      return { contact: after, changed: true };
-    });
-    if (committed.result.changed) publish(actor, committed, [committed.result.contact], 'contact_updated');
-    return committed.result.contact;
+    const before = await get(actor.tenantId, id);
+    const normalised = normalise(fields); // the 400 with its field details, before any write
+    const changed = Object.fromEntries(Object.entries(normalised).filter(([field, value]) => (before as Record<string, unknown>)[field] !== value));
+    if (Object.keys(changed).length === 0) {
+      if (expectedVersion !== undefined && expectedVersion !== before.version) await writeOne(actor, { operation: 'update', id, data: {} }, { expectedVersion, force: true });
+      return before;
+    }
+    await writeOne(actor, { operation: 'update', id, data: changed }, { expectedVersion, force: true });
+    return get(actor.tenantId, id);
   };
 
   const createMany = async (actor: Actor, inputs: ContactCreate[]): Promise<RowResult[]> => {
-    const results: RowResult[] = new Array(inputs.length);
-    const candidates: { index: number; row: ContactCreate }[] = [];
-    inputs.forEach((input, index) => {
-      try {
-        candidates.push({ index, row: normalise(input) });
-      } catch (error) {
-        results[index] = { ok: false, error: (error as Error).message };
-      }
-    });
-    if (candidates.length === 0) return results;
-    const committed = await withTenantWrite(db, actor.tenantId, async (tx) => {
-      // Under the tenant lock no other writer can take a phone between this check and the insert.
-      const taken = await repo.findLiveIdsByPhones(tx, actor.tenantId, candidates.map((c) => c.row.phonePrimary));
-      const seen = new Set<string>();
-      const accepted: typeof candidates = [];
-      for (const c of candidates) {
-        const existing = taken.get(c.row.phonePrimary);
-        if (existing) results[c.index] = { ok: false, error: `phonePrimary: already used by contact ${existing}`, existingId: existing };
-        else if (seen.has(c.row.phonePrimary)) results[c.index] = { ok: false, error: 'phonePrimary: duplicated in this batch' };
-        else {
-          seen.add(c.row.phonePrimary);
-          accepted.push(c);
-        }
-      }
-      // The audit entries are written by the same statement.
-      const created = await repo.insertContacts(
-        tx,
-        actor.tenantId,
-        accepted.map((c) => ({ ...c.row, version: tx.nextVersion(), createdByAgent: actor.agentCode ?? null })),
-        actor,
-      );
-      accepted.forEach((c, i) => (results[c.index] = { ok: true, contact: created[i] }));
-      return created;
-    });
-    publish(actor, committed, committed.result, inputs.length === 1 ? 'contact_created' : undefined);
-    return results;
+    if (inputs.length === 0) return [];
+    const outcome = await deps.push.apply(
+      callerOf(actor),
+      inputs.map((data) => ({ changeId: randomUUID(), entityType: 'contacts', operation: 'create', timestamp: Date.now(), data })),
+      { receipts: false },
+    );
+    return outcome.results.map(({ ack, details }) =>
+      ack.success ? { ok: true as const, id: ack.serverId! } : { ok: false as const, error: ack.error ?? 'Rejected', existingId: details?.[0]?.existingId as string | undefined },
+    );
   };
 
   return {
     async create(actor, input) {
       normalise(input); // throws the 400 with its field details before any write
-      const [result] = await createMany(actor, [input]);
-      if (result.ok) return result.contact;
-      if (result.existingId) throw duplicate(result.existingId);
-      throw new AppError('VALIDATION_FAILED', result.error);
+      const id = await writeOne(actor, { operation: 'create', data: input });
+      return get(actor.tenantId, id);
     },
 
-    async get(tenantId, id) {
-      const contact = UUID_RE.test(id) ? await repo.findContact(db, tenantId, id) : undefined;
-      if (!contact) throw notFound('Contact');
-      return contact;
-    },
+    get,
 
     async list(tenantId, query) {
       const page = query.page ?? 1;
@@ -215,19 +149,12 @@ export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultR
     },
 
     async remove(actor, id) {
-      if (!UUID_RE.test(id)) throw notFound('Contact');
-      const committed = await withTenantWrite(db, actor.tenantId, async (tx) => {
-        const before = await repo.findContact(tx, actor.tenantId, id);
-        if (!before) throw notFound('Contact');
-        const after = await repo.tombstoneContact(tx, actor.tenantId, id, tx.nextVersion());
-        await appendAudit(tx, [auditOf(actor, 'delete', before, after)]);
-        return after;
-      });
-      publish(actor, committed, [committed.result], 'contact_deleted');
+      await get(actor.tenantId, id); // a deleted contact is a 404, not a second delete
+      await writeOne(actor, { operation: 'delete', id }, { force: true });
     },
 
     async history(tenantId, id) {
-      if (!UUID_RE.test(id) || !(await repo.findContact(db, tenantId, id, true))) throw notFound('Contact');
+      if (!isUuid(id) || !(await repo.findContact(db, tenantId, id, true))) throw notFound('Contact');
       return repo.contactHistory(db, tenantId, id);
     },
 
@@ -244,7 +171,7 @@ export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultR
       const outcomes = await createMany(actor, valid.map((v) => v.row));
       outcomes.forEach((outcome, i) => {
         const index = valid[i].index;
-        results[index] = outcome.ok ? { index, success: true, id: outcome.contact.id } : { index, success: false, error: outcome.error };
+        results[index] = outcome.ok ? { index, success: true, id: outcome.id } : { index, success: false, error: outcome.error };
       });
       const created = results.filter((r) => r.success).length;
       return { results, created, failed: rows.length - created };

@@ -15,7 +15,8 @@ export interface DeviceUpdate {
   battery?: number;
   lastSyncVersion?: number;
   lastSyncAt?: string;
-  lastSeenAt: string;
+  /** Absent for a delivery alone (the device was not seen: its socket was written to). */
+  lastSeenAt?: string;
   syncStatus?: string;
   addChanges: number;
   addSyncs: number;
@@ -43,9 +44,9 @@ export async function upsertDevices(db: Queryable, updates: DeviceUpdate[]): Pro
        os_version = coalesce(EXCLUDED.os_version, d.os_version),
        network_type = coalesce(EXCLUDED.network_type, d.network_type),
        battery = coalesce(EXCLUDED.battery, d.battery),
-       last_sync_version = CASE WHEN EXCLUDED.last_sync_at IS NULL THEN d.last_sync_version ELSE EXCLUDED.last_sync_version END,
+       last_sync_version = greatest(d.last_sync_version, EXCLUDED.last_sync_version),
        last_sync_at = coalesce(EXCLUDED.last_sync_at, d.last_sync_at),
-       last_seen_at = greatest(EXCLUDED.last_seen_at, d.last_seen_at),
+       last_seen_at = coalesce(greatest(EXCLUDED.last_seen_at, d.last_seen_at), d.last_seen_at, EXCLUDED.last_seen_at),
        sync_status = CASE WHEN EXCLUDED.last_sync_at IS NULL THEN d.sync_status ELSE EXCLUDED.sync_status END,
        changes_count = d.changes_count + EXCLUDED.changes_count,
        sync_count = d.sync_count + EXCLUDED.sync_count,
@@ -64,7 +65,7 @@ export async function upsertDevices(db: Queryable, updates: DeviceUpdate[]): Pro
           battery: u.battery ?? null,
           last_sync_version: u.lastSyncVersion ?? null,
           last_sync_at: u.lastSyncAt ?? null,
-          last_seen_at: u.lastSeenAt,
+          last_seen_at: u.lastSeenAt ?? null,
           sync_status: u.syncStatus ?? null,
           add_changes: u.addChanges,
           add_syncs: u.addSyncs,
@@ -98,4 +99,22 @@ export async function listDevices(db: Queryable, tenantId: string, minBehind?: n
 export async function findDevice(db: Queryable, tenantId: string, deviceId: string): Promise<DeviceRow | undefined> {
   const { rows } = await db.query<DeviceRow>(`${DEVICE_SQL} WHERE d.tenant_id = $1 AND d.device_id = $2`, [tenantId, deviceId]);
   return rows[0];
+}
+
+/**
+ * The user a device id belongs to: the caller's when the device is new to the tenant, else
+ * whoever first claimed it (a concurrent first claim by someone else wins or loses atomically).
+ */
+export async function claimDevice(db: Queryable, tenantId: string, deviceId: string, userId: string): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    const { rows } = await db.query<{ user_id: string }>(
+      `WITH claimed AS (
+         INSERT INTO device_owners (tenant_id, device_id, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING user_id)
+       SELECT user_id FROM claimed UNION ALL SELECT user_id FROM device_owners WHERE tenant_id = $1 AND device_id = $2`,
+      [tenantId, deviceId, userId],
+    );
+    // Empty only when another claim committed between this statement's snapshot and its insert.
+    if (rows.length > 0) return rows[0].user_id;
+    if (attempt === 3) throw new Error(`device ${deviceId} could not be claimed`);
+  }
 }

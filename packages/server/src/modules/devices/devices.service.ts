@@ -1,6 +1,9 @@
 import type { Device, Heartbeat } from '@fieldsync/protocol/devices';
 import type { Db } from '../../db/db.js';
-import { notFound } from '../../errors.js';
+import { AppError, notFound } from '../../errors.js';
+
+/** How many device owners are remembered in memory. */
+const MAX_KNOWN_OWNERS = 100_000;
 import * as repo from './devices.repository.js';
 
 export interface DeviceIdentity {
@@ -11,8 +14,15 @@ export interface DeviceIdentity {
 }
 
 export interface DevicesService {
-  /** A pull or push finished: the device has applied `version`. */
+  /** A pull or push finished: the server has given the device everything up to `version`. */
   recordSync(who: DeviceIdentity, sync: { version: number; changes: number; ok: boolean }, facts?: Heartbeat): void;
+  /** A `changes` event up to `version` reached the device's socket. */
+  recordDelivered(who: DeviceIdentity, version: number): void;
+  /**
+   * Binds a device id to the user who first syncs with it in the tenant; another user's use of
+   * it is a 403, so nobody reads or binds another's local ids, receipts or checkpoint.
+   */
+  claim(tenantId: string, deviceId: string, userId: string): Promise<void>;
   /** The device reported itself (heartbeat, headers). */
   recordSeen(who: DeviceIdentity, facts: Heartbeat): void;
   /** Marks which devices hold a live socket on this instance. */
@@ -32,6 +42,8 @@ export interface DevicesService {
  */
 export function createDevicesService(deps: { db: Db; flushMs: number; onError?: (error: unknown) => void }): DevicesService {
   const pending = new Map<string, repo.DeviceUpdate>();
+  /** Device owners seen: an owner never changes, so a hit needs no database. */
+  const owners = new Map<string, string>();
   const online = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
   let flushing: Promise<void> = Promise.resolve();
@@ -79,12 +91,32 @@ export function createDevicesService(deps: { db: Db; flushMs: number; onError?: 
     recordSync(who, sync, facts) {
       const update = entry(who);
       applyFacts(update, facts);
-      update.lastSyncVersion = sync.version;
+      // The highest version given wins: answers of one device may finish out of order.
+      update.lastSyncVersion = Math.max(update.lastSyncVersion ?? 0, sync.version);
       update.lastSyncAt = update.lastSeenAt;
       update.syncStatus = sync.ok ? 'ok' : 'error';
       update.addChanges += sync.changes;
       update.addSyncs += 1;
       if (!sync.ok) update.addErrors += 1;
+    },
+    recordDelivered(who, version) {
+      const key = `${who.tenantId}\u0000${who.deviceId}`;
+      let update = pending.get(key);
+      if (!update) {
+        update = { tenantId: who.tenantId, deviceId: who.deviceId, addChanges: 0, addSyncs: 0, addErrors: 0 };
+        pending.set(key, update);
+      }
+      update.lastSyncVersion = Math.max(update.lastSyncVersion ?? 0, version);
+    },
+    async claim(tenantId, deviceId, userId) {
+      const key = `${tenantId}\u0000${deviceId}`;
+      let owner = owners.get(key);
+      if (owner === undefined) {
+        owner = await repo.claimDevice(deps.db, tenantId, deviceId, userId);
+        if (owners.size >= MAX_KNOWN_OWNERS) owners.clear();
+        owners.set(key, owner);
+      }
+      if (owner !== userId) throw new AppError('FORBIDDEN', 'This device id belongs to another user: use a device id of your own');
     },
     recordSeen(who, facts) {
       applyFacts(entry(who), facts);

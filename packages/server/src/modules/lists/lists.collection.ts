@@ -1,7 +1,6 @@
 import { CategoryCreate, CategoryUpdate, ItemCreate, ItemUpdate, SpaceCreate, SpaceUpdate, type Collaborator } from '@fieldsync/protocol/lists';
 import type { Change } from '@fieldsync/protocol/sync';
-import type { Queryable } from '../../db/db.js';
-import type { AppliedChange, CollectionDef, FieldDef, HookResult, WriteContext } from '../../sync/collections.js';
+import type { AppliedChange, CollectionDef, Denial, FieldDef, HookResult, HookTx, WriteContext } from '../../sync/collections.js';
 import { isoSql } from '../contacts/contacts.collection.js';
 
 const text = (column: string): FieldDef => ({ column, type: 'text' });
@@ -25,144 +24,79 @@ const ITEM_WIRE_SQL = `json_build_object(${base()}, 'spaceId', r.space_id, 'cate
 
 const WRITERS = new Set(['owner', 'editor']);
 
+/** The scope of lists: a space, whose members are its owner and collaborators. */
+export const SPACE_SCOPE = 'space';
+
+const hidden: Denial = { code: 'not_found', message: 'No such space' };
+const viewersCannotWrite: Denial = { code: 'forbidden', message: 'Viewers cannot write' };
+
 /** Members of a space write its categories and items; viewers read; others see nothing. */
 const authorizeInSpace = (_op: string, _record: Record<string, unknown>, ctx: WriteContext & { role?: string }) => {
-  if (!ctx.role) return 'not found: no such space';
-  return WRITERS.has(ctx.role) ? undefined : 'Viewers cannot write';
+  if (!ctx.role) return hidden;
+  return WRITERS.has(ctx.role) ? undefined : viewersCannotWrite;
 };
 
 const collaboratorsOf = (record: Record<string, unknown> | undefined): Collaborator[] =>
   Array.isArray(record?.collaborators) ? (record.collaborators as Collaborator[]) : [];
 
 /** The members a space grants: its owner and collaborators (a later entry for a user wins). */
-function membersOf(space: Record<string, unknown> | undefined, deleted = false): Map<string, string> {
+function membersOf(space: Record<string, unknown>): Map<string, string> {
   const members = new Map<string, string>();
-  if (!space || deleted) return members;
   for (const c of collaboratorsOf(space)) members.set(c.userId, c.role);
   members.set(space.ownerId as string, 'owner');
   return members;
 }
 
-async function wireOf(tx: Queryable, def: { table: string; wireSql: string }, ids: string[]): Promise<Map<string, Record<string, unknown>>> {
-  if (ids.length === 0) return new Map();
-  const { rows } = await tx.query<{ id: string; data: Record<string, unknown> }>(
-    `SELECT r.id, ${def.wireSql} AS data FROM ${def.table} r WHERE r.id = ANY($1::uuid[])`,
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.id, r.data]));
-}
-
 /**
- * After spaces are written: keep `space_members` equal to owner + collaborators; a user who
- * gains access gets a grant per record of the space, one who loses it a revoke (each a new
- * version, see docs/sync-protocol.md "Scopes"); deleting a space tombstones its categories
- * and items.
+ * After spaces are written: the space's members follow its owner and collaborators (the sync
+ * core writes the grants and revokes); deleting a space tombstones its categories and items,
+ * and its members stay members, so their devices receive the tombstones.
  */
-async function afterSpacesWritten(tx: Queryable & { nextVersion(): number }, applied: AppliedChange[], ctx: WriteContext): Promise<HookResult> {
+async function afterSpacesWritten(tx: HookTx, applied: AppliedChange[], ctx: WriteContext): Promise<HookResult> {
   const result: Required<HookResult> = { changes: [], userChanges: [], membership: [] };
   for (const change of applied) {
     const spaceId = change.id;
-    const before = change.op === 'create' ? new Map<string, string>() : membersOf(change.before, change.before?.isDeleted === true);
-    const after = membersOf(change.after, false);
-    // Members of a deleted space stay members, so their devices receive the tombstones.
     if (change.op === 'delete') {
-      const children = await tx.query<{ collection: string; id: string }>(
-        `SELECT 'categories' AS collection, id FROM categories WHERE space_id = $1 AND NOT is_deleted
-         UNION ALL SELECT 'items', id FROM items WHERE space_id = $1 AND NOT is_deleted ORDER BY 1, 2`,
-        [spaceId],
-      );
-      for (const table of ['categories', 'items'] as const) {
-        const rows = children.rows.filter((c) => c.collection === table).map((c) => ({ id: c.id, version: tx.nextVersion() }));
-        if (rows.length === 0) continue;
-        await tx.query(
-          `UPDATE ${table} t SET is_deleted = true, version = v.version, updated_at = now()
-             FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, version bigint) WHERE t.id = v.id`,
-          [JSON.stringify(rows)],
-        );
-        const def = table === 'categories' ? CATEGORY_WIRE_SQL : ITEM_WIRE_SQL;
-        const data = await wireOf(tx, { table, wireSql: def }, rows.map((r) => r.id));
-        for (const row of rows) result.changes.push({ collection: table, op: 'delete', id: row.id, version: row.version, data: data.get(row.id)! });
-        await tx.query(
-          `INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, user_id, agent_code, device_id)
-           SELECT $1, $2, v.id, v.version, 'delete', ARRAY['isDeleted'], '{"isDeleted":{"from":false,"to":true}}'::jsonb, $3, $4, $5
-             FROM jsonb_to_recordset($6::jsonb) AS v(id uuid, version bigint)`,
-          [ctx.tenantId, table, ctx.userId, ctx.agentCode, ctx.deviceId, JSON.stringify(rows)],
-        );
-      }
+      result.changes.push(...(await tombstoneChildren(tx, spaceId, ctx)));
       continue;
     }
-
-    const gained = [...after.keys()].filter((u) => !before.has(u));
-    const lost = [...before.keys()].filter((u) => !after.has(u));
-    const changedRole = [...after.keys()].filter((u) => before.has(u) && before.get(u) !== after.get(u));
-    if (gained.length + lost.length + changedRole.length === 0) continue;
-
-    // Only users of this tenant become members; unknown ids are ignored.
-    await tx.query('DELETE FROM space_members WHERE space_id = $1', [spaceId]);
-    const known = await tx.query<{ id: string }>('SELECT id FROM users WHERE tenant_id = $1 AND id = ANY($2::uuid[])', [
-      ctx.tenantId,
-      [...after.keys()],
-    ]);
-    const knownIds = new Set(known.rows.map((r) => r.id));
-    await tx.query(
-      `INSERT INTO space_members (tenant_id, space_id, user_id, role)
-       SELECT $1, $2, m.user_id, m.role FROM jsonb_to_recordset($3::jsonb) AS m(user_id uuid, role text)`,
-      [ctx.tenantId, spaceId, JSON.stringify([...after].filter(([u]) => knownIds.has(u)).map(([user_id, role]) => ({ user_id, role })))],
-    );
-    if (change.op === 'create') {
-      for (const userId of gained) if (knownIds.has(userId)) result.membership.push({ userId, spaceId, member: true });
-      continue;
-    }
-
-    const granted = gained.filter((u) => knownIds.has(u));
-    if (granted.length + lost.length === 0) continue;
-    const records = await tx.query<{ collection: string; id: string }>(
-      `SELECT 'spaces' AS collection, id FROM spaces WHERE id = $1
-       UNION ALL SELECT 'categories', id FROM categories WHERE space_id = $1 AND NOT is_deleted
-       UNION ALL SELECT 'items', id FROM items WHERE space_id = $1 AND NOT is_deleted ORDER BY 1, 2`,
-      [spaceId],
-    );
-    const events: { user_id: string; collection: string; record_id: string; kind: string; version: number }[] = [];
-    for (const [users, kind] of [
-      [granted, 'grant'],
-      [lost, 'revoke'],
-    ] as const) {
-      for (const userId of users) {
-        result.membership.push({ userId, spaceId, member: kind === 'grant' });
-        for (const r of records.rows) events.push({ user_id: userId, collection: r.collection, record_id: r.id, kind, version: tx.nextVersion() });
-      }
-    }
-    // One scope event per user and record: the newest replaces the older ones, so the pull
-    // needs no "is it the latest?" lookup, and the table cannot outgrow users x records.
-    await tx.query(
-      `DELETE FROM scope_events s USING jsonb_to_recordset($2::jsonb) AS e(user_id uuid, record_id uuid)
-        WHERE s.tenant_id = $1 AND s.user_id = e.user_id AND s.record_id = e.record_id`,
-      [ctx.tenantId, JSON.stringify(events.map(({ user_id, record_id }) => ({ user_id, record_id })))],
-    );
-    await tx.query(
-      `INSERT INTO scope_events (tenant_id, version, user_id, collection, record_id, kind)
-       SELECT $1, e.version, e.user_id, e.collection, e.record_id, e.kind
-         FROM jsonb_to_recordset($2::jsonb) AS e(version bigint, user_id uuid, collection text, record_id uuid, kind text)`,
-      [ctx.tenantId, JSON.stringify(events)],
-    );
-    const data = new Map<string, Record<string, unknown>>();
-    for (const [table, wireSql] of [
-      ['spaces', SPACE_WIRE_SQL],
-      ['categories', CATEGORY_WIRE_SQL],
-      ['items', ITEM_WIRE_SQL],
-    ] as const) {
-      const ids = records.rows.filter((r) => r.collection === table).map((r) => r.id);
-      for (const [id, d] of await wireOf(tx, { table, wireSql }, ids)) data.set(id, d);
-    }
-    for (const e of events) {
-      const change: Change =
-        e.kind === 'grant'
-          ? { collection: e.collection, op: 'upsert', id: e.record_id, version: e.version, data: data.get(e.record_id)! }
-          : { collection: e.collection, op: 'delete', id: e.record_id, version: e.version, data: { id: e.record_id, isDeleted: true } };
-      result.userChanges.push({ userId: e.user_id, change });
-    }
+    const out = await tx.setMembers(SPACE_SCOPE, spaceId, membersOf(change.after), { created: change.op === 'create' });
+    result.userChanges.push(...(out.userChanges ?? []));
+    result.membership.push(...(out.membership ?? []));
   }
   return result;
+}
+
+/** Tombstones the live categories and items of a deleted space, each at a new version. */
+async function tombstoneChildren(tx: HookTx, spaceId: string, ctx: WriteContext): Promise<Change[]> {
+  const changes: Change[] = [];
+  const children = await tx.query<{ collection: string; id: string }>(
+    `SELECT 'categories' AS collection, id FROM categories WHERE tenant_id = $2 AND space_id = $1 AND NOT is_deleted
+     UNION ALL SELECT 'items', id FROM items WHERE tenant_id = $2 AND space_id = $1 AND NOT is_deleted ORDER BY 1, 2`,
+    [spaceId, ctx.tenantId],
+  );
+  for (const [table, wireSql] of [
+    ['categories', CATEGORY_WIRE_SQL],
+    ['items', ITEM_WIRE_SQL],
+  ] as const) {
+    const rows = children.rows.filter((c) => c.collection === table).map((c) => ({ id: c.id, version: tx.nextVersion() }));
+    if (rows.length === 0) continue;
+    const { rows: written } = await tx.query<{ id: string; data: Record<string, unknown> }>(
+      `UPDATE ${table} r SET is_deleted = true, version = v.version, updated_at = now()
+         FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, version bigint) WHERE r.id = v.id AND r.tenant_id = $2
+       RETURNING r.id, ${wireSql} AS data`,
+      [JSON.stringify(rows), ctx.tenantId],
+    );
+    const data = new Map(written.map((w) => [w.id, w.data]));
+    for (const row of rows) changes.push({ collection: table, op: 'delete', id: row.id, version: row.version, data: data.get(row.id)! });
+    await tx.query(
+      `INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, user_id, agent_code, device_id)
+       SELECT $1, $2, v.id, v.version, 'delete', ARRAY['isDeleted'], '{"isDeleted":{"from":false,"to":true}}'::jsonb, $3, $4, $5
+         FROM jsonb_to_recordset($6::jsonb) AS v(id uuid, version bigint)`,
+      [ctx.tenantId, table, ctx.userId, ctx.agentCode, ctx.deviceId, JSON.stringify(rows)],
+    );
+  }
+  return changes;
 }
 
 /** Spaces: visible to the owner and collaborators; the owner alone shares and deletes. */
@@ -171,7 +105,7 @@ export const spacesCollection: CollectionDef = {
   aliases: ['space'],
   table: 'spaces',
   wireSql: SPACE_WIRE_SQL,
-  scope: 'space',
+  scope: { kind: SPACE_SCOPE, field: 'id', column: 'id', creatorRole: 'owner' },
   write: {
     fields: { ownerId: { column: 'owner_id', type: 'uuid' }, name: text('name'), ...display, collaborators: { column: 'collaborators', type: 'jsonb' } },
     createSchema: SpaceCreate,
@@ -179,12 +113,12 @@ export const spacesCollection: CollectionDef = {
     operations: ['create', 'update', 'delete'],
     defaults: { ...displayDefaults, collaborators: [] },
     prepare: (op, fields, _before, ctx) => (op === 'create' ? { ...fields, ownerId: ctx.userId } : fields),
-    authorize(op, record, ctx, fields) {
+    authorize(op, _record, ctx, fields) {
       if (op === 'create') return undefined;
-      if (!ctx.role) return 'not found: no such space';
-      if (op === 'delete' && ctx.role !== 'owner') return 'Only the owner deletes a space';
-      if ('collaborators' in fields && ctx.role !== 'owner') return 'Only the owner shares a space';
-      return WRITERS.has(ctx.role) ? undefined : 'Viewers cannot write';
+      if (!ctx.role) return hidden;
+      if (op === 'delete' && ctx.role !== 'owner') return { code: 'forbidden', message: 'Only the owner deletes a space' };
+      if ('collaborators' in fields && ctx.role !== 'owner') return { code: 'forbidden', message: 'Only the owner shares a space' };
+      return WRITERS.has(ctx.role) ? undefined : viewersCannotWrite;
     },
     afterWrite: afterSpacesWritten,
   },
@@ -195,8 +129,7 @@ export const categoriesCollection: CollectionDef = {
   aliases: ['category'],
   table: 'categories',
   wireSql: CATEGORY_WIRE_SQL,
-  scope: 'space',
-  spaceColumn: 'space_id',
+  scope: { kind: SPACE_SCOPE, field: 'spaceId', column: 'space_id' },
   write: {
     fields: { spaceId: { column: 'space_id', type: 'uuid' }, name: text('name'), ...display },
     createSchema: CategoryCreate,
@@ -213,8 +146,7 @@ export const itemsCollection: CollectionDef = {
   aliases: ['item'],
   table: 'items',
   wireSql: ITEM_WIRE_SQL,
-  scope: 'space',
-  spaceColumn: 'space_id',
+  scope: { kind: SPACE_SCOPE, field: 'spaceId', column: 'space_id' },
   write: {
     fields: {
       spaceId: { column: 'space_id', type: 'uuid' },

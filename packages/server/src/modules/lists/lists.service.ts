@@ -3,6 +3,7 @@ import type { Db } from '../../db/db.js';
 import { AppError, notFound } from '../../errors.js';
 import type { CollectionDef, CollectionRegistry } from '../../sync/collections.js';
 import type { PushEngine } from '../../sync/push.js';
+import { visibleSql } from '../../sync/scopes.js';
 import type { Principal } from '../auth/principal.js';
 
 export type ListCollection = 'spaces' | 'categories' | 'items';
@@ -19,8 +20,6 @@ export interface ListsService {
   create(p: Principal, collection: ListCollection, fields: Record<string, unknown>): Promise<Record<string, unknown>>;
   update(p: Principal, collection: ListCollection, id: string, fields: Record<string, unknown>, version?: number): Promise<Record<string, unknown>>;
   remove(p: Principal, collection: ListCollection, id: string): Promise<void>;
-  /** The spaces a user belongs to (owner or collaborator). */
-  spacesOf(tenantId: string, userId: string): Promise<string[]>;
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -33,14 +32,14 @@ export function createListsService(deps: { db: Db; registry: CollectionRegistry;
   const { db } = deps;
   const defOf = (collection: ListCollection) => deps.registry.resolve(collection) as CollectionDef;
 
-  const visibleSql = (def: CollectionDef) =>
-    `r.${def.spaceColumn ?? 'id'} IN (SELECT m.space_id FROM space_members m WHERE m.tenant_id = $1 AND m.user_id = $2)`;
+  /** Records the caller may see: the members of their space ($1 tenant, $2 user). */
+  const visible = (def: CollectionDef) => visibleSql(def, 'r', '$1', '$2');
 
   const find = async (p: Principal, collection: ListCollection, id: string) => {
     if (!UUID_RE.test(id)) return undefined;
     const def = defOf(collection);
     const { rows } = await db.query<{ data: Record<string, unknown> }>(
-      `SELECT ${def.wireSql} AS data FROM ${def.table} r WHERE r.tenant_id = $1 AND r.id = $3 AND NOT r.is_deleted AND ${visibleSql(def)}`,
+      `SELECT ${def.wireSql} AS data FROM ${def.table} r WHERE r.tenant_id = $1 AND r.id = $3 AND NOT r.is_deleted AND ${visible(def)}`,
       [p.tenantId, p.userId, id],
     );
     return rows[0]?.data;
@@ -61,7 +60,7 @@ export function createListsService(deps: { db: Db; registry: CollectionRegistry;
     async list(p, collection, filter) {
       const def = defOf(collection);
       const params: unknown[] = [p.tenantId, p.userId];
-      const clauses = ['r.tenant_id = $1', visibleSql(def)];
+      const clauses = ['r.tenant_id = $1', visible(def)];
       if (!filter.includeDeleted) clauses.push('NOT r.is_deleted');
       if (filter.spaceId && collection !== 'spaces') {
         params.push(filter.spaceId);
@@ -92,10 +91,6 @@ export function createListsService(deps: { db: Db; registry: CollectionRegistry;
       await this.get(p, collection, id);
       await write(p, collection, { operation: 'update', id, data: fields }, version);
       return this.get(p, collection, id);
-    },
-    async spacesOf(tenantId, userId) {
-      const { rows } = await db.query<{ space_id: string }>('SELECT space_id FROM space_members WHERE tenant_id = $1 AND user_id = $2', [tenantId, userId]);
-      return rows.map((r) => r.space_id);
     },
     async remove(p, collection, id) {
       await this.get(p, collection, id);

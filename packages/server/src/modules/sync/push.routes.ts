@@ -13,7 +13,7 @@ export function pushRoutes(deps: { sync: SyncService }): FastifyPluginAsyncTypeb
       '/api/sync',
       {
         bodyLimit: 16 * 1024 * 1024,
-        config: { idempotent: true },
+        config: { idempotent: true, jsonItems: 'changes' },
         schema: {
           tags: ['sync'],
           ...secured,

@@ -1,11 +1,18 @@
 import { Ajv, type Options } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { FastifySchemaCompiler } from 'fastify';
+import { isTimestamp, UUID_RE } from './values.js';
 
 const base: Options = { allErrors: true, removeAdditional: false, useDefaults: true, strict: false };
 
+/**
+ * ajv-formats' `uuid` takes `urn:uuid:` forms and its `date-time` years 0000 and offsets past
+ * ±14:00, which PostgreSQL refuses: every schema's formats mean what the database can hold.
+ */
 const withFormats = (ajv: Ajv) => {
   (addFormats as unknown as (a: Ajv) => Ajv)(ajv);
+  ajv.addFormat('uuid', { type: 'string', validate: (v: string) => UUID_RE.test(v) });
+  ajv.addFormat('date-time', { type: 'string', validate: isTimestamp });
   return ajv;
 };
 

@@ -1,0 +1,124 @@
+import type { Change } from '@fieldsync/protocol/sync';
+import type { Queryable } from '../../db/db.js';
+import { AUDIT_INSERT_SQL, auditPayload } from '../audit.js';
+import { audienceOf, type CollectionRegistry, type HookResult, type HookTx, type MembershipChange, type WriteContext } from '../collections.js';
+import { setMembers } from '../scopes.js';
+import type { Decisions } from './decide.js';
+import { type PushCaller, type RecordState, type WritableDef } from './types.js';
+
+/** What a written batch publishes after commit. */
+export interface Written {
+  /** Every change with its audience key (null: tenant-wide), in version order. */
+  published: { change: Change; audience: string | null }[];
+  events: { name: string; payload: unknown }[];
+  userChanges: { userId: string; change: Change }[];
+  membership: MembershipChange[];
+}
+
+/**
+ * The last step of a push: writes the decided batch — one upsert per collection (parents first,
+ * in registry order), then audit entries, local ids, receipts and conflicts in one statement,
+ * then the collections' hooks (memberships, cascades) and domain events.
+ */
+export async function writeBatch(
+  tx: Queryable & { nextVersion(): number },
+  registry: CollectionRegistry,
+  caller: PushCaller,
+  decisions: Decisions,
+  now: number,
+): Promise<Written> {
+  const { dirty, audits, newLocal, receiptRows, conflictRows, applied } = decisions;
+  for (const def of registry.all()) {
+    const rows = dirty.filter((s) => s.def === def);
+    if (rows.length > 0) await upsertRecords(tx, caller.tenantId, def as WritableDef, rows);
+  }
+  if (audits.length + newLocal.size + receiptRows.length + conflictRows.length > 0) {
+    await tx.query(
+      `WITH audit AS (${AUDIT_INSERT_SQL('$3')}),
+       ids AS (
+         INSERT INTO client_ids (tenant_id, device_id, local_id, collection, server_id)
+         SELECT $1, $2, l.local_id, l.collection, l.server_id FROM jsonb_to_recordset($4::jsonb) AS l(local_id text, collection text, server_id uuid)
+         ON CONFLICT (tenant_id, device_id, local_id) DO UPDATE SET collection = EXCLUDED.collection, server_id = EXCLUDED.server_id, created_at = now()),
+       receipts AS (
+         INSERT INTO push_receipts (tenant_id, device_id, change_key, ack, conflict)
+         SELECT $1, $2, r.change_key, r.ack, r.conflict FROM jsonb_to_recordset($5::jsonb) AS r(change_key text, ack jsonb, conflict jsonb)
+         ON CONFLICT DO NOTHING)
+       INSERT INTO conflicts (id, tenant_id, collection, record_id, device_id, user_id, strategy, client_change, server_before, outcome, status)
+       SELECT c.id, $1, c.collection, c.record_id, c.device_id, c.user_id, c.strategy, c.client_change, c.server_before, c.outcome, c.status
+         FROM jsonb_to_recordset($6::jsonb) AS c(id uuid, collection text, record_id uuid, device_id text, user_id uuid, strategy text,
+              client_change jsonb, server_before jsonb, outcome text, status text)`,
+      [
+        caller.tenantId,
+        caller.deviceId,
+        auditPayload(audits),
+        JSON.stringify([...newLocal].map(([localId, l]) => ({ local_id: localId, collection: l.collection, server_id: l.serverId }))),
+        JSON.stringify(receiptRows),
+        JSON.stringify(conflictRows),
+      ],
+      { prepare: 'push-bookkeeping' },
+    );
+  }
+
+  const ctx: WriteContext = { ...caller, now };
+  const hookTx: HookTx = {
+    query: (sql, params, opts) => tx.query(sql, params, opts),
+    exec: (sql) => tx.exec(sql),
+    nextVersion: () => tx.nextVersion(),
+    setMembers: (kind, scopeId, members, opts) => setMembers(tx, registry, caller.tenantId, { kind, id: scopeId, created: opts?.created }, members),
+  };
+  const extra: Required<HookResult> = { changes: [], userChanges: [], membership: [] };
+  const events: Written['events'] = [];
+  for (const [def, changes] of applied) {
+    const write = (def as WritableDef).write;
+    // The applied changes carry the stored records (timestamps included).
+    const stored = new Map(dirty.filter((s) => s.def === def).map((s) => [s.id, s.data]));
+    for (const change of changes) change.after = stored.get(change.id) ?? change.after;
+    if (write.events) events.push(...write.events(changes, ctx));
+    if (!write.afterWrite) continue;
+    const result = await write.afterWrite(hookTx, changes, ctx);
+    extra.changes.push(...result.changes);
+    extra.userChanges.push(...(result.userChanges ?? []));
+    extra.membership.push(...(result.membership ?? []));
+  }
+
+  const published: Written['published'] = dirty.map((s) => ({
+    change: { collection: s.def.name, op: s.isDeleted ? 'delete' : 'upsert', id: s.id, version: s.version, data: s.data },
+    audience: audienceOf(s.def, s.id, s.data),
+  }));
+  for (const change of extra.changes) {
+    const def = registry.resolve(change.collection)!;
+    published.push({ change, audience: audienceOf(def, change.id, change.data) });
+  }
+  published.sort((a, b) => a.change.version - b.change.version);
+  return { published, events, userChanges: extra.userChanges, membership: extra.membership };
+}
+
+/** Inserts or updates the final state of the touched records of one collection in one statement. */
+async function upsertRecords(tx: Queryable, tenantId: string, def: WritableDef, rows: RecordState[]): Promise<void> {
+  const fields = Object.entries(def.write.fields);
+  const recordset = ['id uuid', 'version bigint', 'is_deleted boolean', ...fields.map(([, f]) => `${f.column} ${f.type}`)].join(', ');
+  const columns = fields.map(([, f]) => f.column);
+  const payload = rows.map((s) => {
+    const row: Record<string, unknown> = { id: s.id, version: s.version, is_deleted: s.isDeleted };
+    for (const [name, f] of fields) {
+      const value = s.data[name];
+      row[f.column] = value === undefined ? null : value;
+    }
+    return row;
+  });
+  const { rows: written } = await tx.query<{ id: string; data: Record<string, unknown> }>(
+    `INSERT INTO ${def.table} AS r (id, tenant_id, version, is_deleted, ${columns.join(', ')})
+     SELECT i.id, $1, i.version, i.is_deleted, ${columns.map((c) => `i.${c}`).join(', ')}
+       FROM jsonb_to_recordset($2::jsonb) AS i(${recordset})
+     ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, is_deleted = EXCLUDED.is_deleted, updated_at = now(),
+       ${columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}
+     WHERE r.tenant_id = $1
+     RETURNING r.id, ${def.wireSql} AS data`,
+    [tenantId, JSON.stringify(payload)],
+  );
+  if (written.length !== rows.length) throw new Error(`upsert of ${def.name} wrote ${written.length} of ${rows.length} rows`);
+  // What was stored, with the database's timestamps, is what the feed publishes.
+  const byId = new Map(written.map((w) => [w.id, w.data]));
+  for (const s of rows) s.data = byId.get(s.id) ?? s.data;
+}
+
