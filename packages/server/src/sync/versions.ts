@@ -23,6 +23,11 @@ export interface Committed<T> {
  * commit, so no other writer of the tenant can take a version until this one is committed.
  * Versions therefore become visible in order, and a reader that sees version V sees every
  * version below it (gap-free visibility; docs/sync-protocol.md). Rolled back: nothing used.
+ *
+ * Writers of one tenant queue in this process first and take a connection only when it is
+ * their turn, so a burst of one tenant's writes holds one pooled connection, not all of them;
+ * the row lock still orders writers of several instances. A full queue, or a lock or statement
+ * timeout, throws a retryable 503 (`Db.transaction`).
  */
 export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: TenantTx) => Promise<T>): Promise<Committed<T>> {
   return db.transaction(async (q) => {
@@ -49,5 +54,5 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
       ]);
     }
     return { result, fromVersion: base, toVersion: current };
-  });
+  }, { queue: `tenant-write:${tenantId}` });
 }
