@@ -262,6 +262,24 @@ describe.each(backends)('writes of a tenant on %s', (backend) => {
     expect(await versionOf(tenantId)).toBe(total);
   });
 
+  it('refuses a write of the tenant started inside its own write, which would wait for itself, and commits the outer one', async () => {
+    const tenantId = await newTenant();
+    const committed = await withTenantWrite(db, tenantId, async (tx) => {
+      const versions = await writeRecords(tx, 1);
+      const nested = await withTenantWrite(db, tenantId, (inner) => writeRecords(inner, 1)).catch((error: Error) => error.message);
+      return { versions, nested };
+    });
+    expect(committed.result.nested).toMatch(/inside a write of the same tenant/);
+    expect(committed.result.versions).toEqual([1]);
+    expect(await recordsOf(tenantId)).toEqual([1]);
+    // Work the write left behind may write the tenant once it is done.
+    let later!: Promise<unknown>;
+    await withTenantWrite(db, tenantId, async () => {
+      later = new Promise((resolve) => setTimeout(resolve, 10)).then(() => withTenantWrite(db, tenantId, (tx) => writeRecords(tx, 1)));
+    });
+    expect(await later).toMatchObject({ result: [2] });
+  });
+
   describe('when a write fails', () => {
     it('hands the turn to the next writer, which reuses the versions the failed one rolled back', async () => {
       const tenantId = await newTenant();
