@@ -128,6 +128,25 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('reads the database pool size, the transaction timeouts and the write queue limit, with their defaults', () => {
+    expect(loadConfig({})).toMatchObject({
+      databasePoolSize: 10,
+      databaseLockTimeoutMs: 10_000,
+      databaseStatementTimeoutMs: 30_000,
+      writeQueueLimit: 100,
+    });
+    expect(
+      loadConfig({ DATABASE_POOL_SIZE: '4', DATABASE_LOCK_TIMEOUT_MS: '0', DATABASE_STATEMENT_TIMEOUT_MS: '5000', WRITE_QUEUE_LIMIT: '16' }),
+    ).toMatchObject({ databasePoolSize: 4, databaseLockTimeoutMs: 0, databaseStatementTimeoutMs: 5000, writeQueueLimit: 16 });
+    // No pool, no queue: a server that could not write at all.
+    expect(problemsOf({ DATABASE_POOL_SIZE: '0', WRITE_QUEUE_LIMIT: '0', DATABASE_LOCK_TIMEOUT_MS: '10s', DATABASE_STATEMENT_TIMEOUT_MS: '-1' })).toEqual([
+      expect.stringContaining('DATABASE_POOL_SIZE'),
+      expect.stringContaining('DATABASE_LOCK_TIMEOUT_MS'),
+      expect.stringContaining('DATABASE_STATEMENT_TIMEOUT_MS'),
+      expect.stringContaining('WRITE_QUEUE_LIMIT'),
+    ]);
+  });
+
   it('bounds RATE_LIMIT_PER_MINUTE and SHUTDOWN_GRACE_MS', () => {
     expect(loadConfig({ RATE_LIMIT_PER_MINUTE: '5', SHUTDOWN_GRACE_MS: '0' })).toMatchObject({ rateLimitPerMinute: 5, shutdownGraceMs: 0 });
     expect(problemsOf({ RATE_LIMIT_PER_MINUTE: '1000001', SHUTDOWN_GRACE_MS: '1h' })).toHaveLength(2);

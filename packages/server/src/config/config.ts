@@ -1,9 +1,19 @@
+import { DB_DEFAULTS } from '../db/db.js';
+
 /** Typed configuration, read from the environment and validated at start-up. */
 export interface Config {
   port: number;
   host: string;
   dataDir: string;
   databaseUrl: string | undefined;
+  /** PostgreSQL connections per instance. */
+  databasePoolSize: number;
+  /** How long a transaction may wait for a lock (PostgreSQL `lock_timeout`; 0: the server's setting). */
+  databaseLockTimeoutMs: number;
+  /** How long one statement of a transaction may run (`statement_timeout`; 0: the server's setting). */
+  databaseStatementTimeoutMs: number;
+  /** Writes of one tenant that may wait for their turn in one instance; one more is answered 503. */
+  writeQueueLimit: number;
   redisUrl: string | undefined;
   jwtSecret: string | undefined;
   corsOrigin: string[] | '*' | undefined;
@@ -23,7 +33,8 @@ export interface Config {
 
 /** Every environment variable `loadConfig` reads. */
 export const CONFIG_KEYS = [
-  'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
+  'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'DATABASE_POOL_SIZE', 'DATABASE_LOCK_TIMEOUT_MS', 'DATABASE_STATEMENT_TIMEOUT_MS',
+  'WRITE_QUEUE_LIMIT', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
   'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
   'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS',
 ] as const;
@@ -114,6 +125,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: str('HOST') ?? '0.0.0.0',
     dataDir: str('DATA_DIR') ?? './data',
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    databasePoolSize: int('DATABASE_POOL_SIZE', DB_DEFAULTS.max, 1, 1000),
+    databaseLockTimeoutMs: int('DATABASE_LOCK_TIMEOUT_MS', DB_DEFAULTS.lockTimeoutMs, 0, 600_000),
+    databaseStatementTimeoutMs: int('DATABASE_STATEMENT_TIMEOUT_MS', DB_DEFAULTS.statementTimeoutMs, 0, 3_600_000),
+    writeQueueLimit: int('WRITE_QUEUE_LIMIT', DB_DEFAULTS.queueLimit, 1, 100_000),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     jwtSecret,
     corsOrigin,

@@ -15,6 +15,8 @@ export async function migrate(db: Db, dir = MIGRATIONS_DIR): Promise<string[]> {
   const files = readdirSync(dir).filter((f) => /^\d{4}_[\w-]+\.sql$/.test(f)).sort();
   const applied: string[] = [];
   for (const file of files) {
+    // Unbounded: waiting for another instance's migration is the point of the lock, and a
+    // migration may rewrite a large table.
     const ran = await db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_ID]);
       await tx.exec(
@@ -29,7 +31,7 @@ export async function migrate(db: Db, dir = MIGRATIONS_DIR): Promise<string[]> {
       }
       await tx.query('INSERT INTO schema_migrations (name) VALUES ($1)', [file]);
       return true;
-    });
+    }, { lockTimeoutMs: 0, statementTimeoutMs: 0 });
     if (ran) applied.push(file);
   }
   return applied;

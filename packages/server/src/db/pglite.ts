@@ -2,15 +2,19 @@ import { mkdirSync, openSync, closeSync, readFileSync, unlinkSync, writeFileSync
 import { join } from 'node:path';
 import { PGlite, types } from '@electric-sql/pglite';
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
-import type { Db, Queryable, QueryResult } from './db.js';
+import { DB_DEFAULTS, transactionError, type Db, type DbOptions, type Queryable, type QueryResult } from './db.js';
+import { createKeyedQueue } from './keyed-queue.js';
 
 const parsers = { [types.INT8]: (v: string) => Number(v) };
 
 /**
  * A Db over embedded PGlite: file-backed under `dataDir/pglite`, or in memory when `dataDir`
  * is undefined (tests). One process may open a data directory at a time; a lock file says who.
+ * Of `options`, only the queue limit applies: one connection has no pool and never waits for
+ * a lock another session holds, and PGlite accepts `statement_timeout` but does not enforce it.
  */
-export async function createPgliteDb(dataDir: string | undefined): Promise<Db> {
+export async function createPgliteDb(dataDir: string | undefined, options: Pick<DbOptions, 'queueLimit'> = {}): Promise<Db> {
+  const queue = createKeyedQueue({ maxWaiting: options.queueLimit ?? DB_DEFAULTS.queueLimit });
   let release = () => {};
   let pg: PGlite;
   if (dataDir === undefined) {
@@ -41,9 +45,18 @@ export async function createPgliteDb(dataDir: string | undefined): Promise<Db> {
   return {
     kind: 'pglite',
     ...wrap(pg),
-    // PGlite runs one transaction at a time; its transaction() queues the others.
-    transaction: (fn) => pg.transaction((tx) => fn(wrap(tx))),
-    poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
+    // PGlite runs one transaction at a time; its transaction() queues the others. A queue key
+    // still orders its transactions and bounds how many wait, as on PostgreSQL.
+    async transaction(fn, opts = {}) {
+      const run = () => pg.transaction((tx) => fn(wrap(tx)));
+      if (opts.queue === undefined) return run();
+      try {
+        return await queue.run(opts.queue, run);
+      } catch (error) {
+        throw transactionError(error);
+      }
+    },
+    poolStats: () => ({ total: 1, idle: 1, waiting: 0, queued: queue.waiting() }),
     async close() {
       await pg.close();
       release();

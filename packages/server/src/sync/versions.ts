@@ -1,4 +1,8 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Db, Queryable } from '../db/db.js';
+
+/** The tenant write the current async context runs inside, while it is open. */
+const openWrite = new AsyncLocalStorage<{ tenantId: string; open: boolean }>();
 
 /** A write transaction of one tenant, with versions handed out in order. */
 export interface TenantTx extends Queryable {
@@ -28,8 +32,18 @@ export interface Committed<T> {
  * commit, so no other writer of the tenant can take a version until this one is committed.
  * Versions therefore become visible in order, and a reader that sees version V sees every
  * version below it (gap-free visibility; docs/sync-protocol.md). Rolled back: nothing used.
+ *
+ * Writers of one tenant queue in this process first and take a connection only when it is
+ * their turn, so a burst of one tenant's writes holds one pooled connection, not all of them;
+ * the row lock still orders writers of several instances. A full queue, or a lock or statement
+ * timeout, throws a retryable 503 (`Db.transaction`). A write of the tenant started inside
+ * `fn` would wait for itself forever: it throws instead (pass the `TenantTx` down).
  */
 export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: TenantTx) => Promise<T>): Promise<Committed<T>> {
+  const outer = openWrite.getStore();
+  if (outer?.open && outer.tenantId === tenantId) {
+    throw new Error(`withTenantWrite of tenant ${tenantId} inside a write of the same tenant would wait for itself; pass its TenantTx down`);
+  }
   return db.transaction(async (q) => {
     const locked = await q.query<{ current_version: number }>(
       'SELECT current_version FROM tenant_versions WHERE tenant_id = $1 FOR UPDATE',
@@ -59,7 +73,14 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
         }
       },
     };
-    const result = await fn(tx);
+    const marker = { tenantId, open: true };
+    let result: T;
+    try {
+      result = await openWrite.run(marker, () => fn(tx));
+    } finally {
+      // Work `fn` left behind (a timer, an unawaited promise) may write the tenant later.
+      marker.open = false;
+    }
     if (current !== base) {
       await q.query('UPDATE tenant_versions SET current_version = $2, updated_at = now() WHERE tenant_id = $1', [
         tenantId,
@@ -67,5 +88,5 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
       ]);
     }
     return { result, fromVersion: base, toVersion: current };
-  });
+  }, { queue: `tenant-write:${tenantId}` });
 }

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { createKeyedQueue, QueueFullError } from './keyed-queue.js';
+
+/** A promise and the function that settles it. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { open, opened };
+}
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('createKeyedQueue', () => {
+  it('runs the tasks of one key one at a time, in the order they arrived', async () => {
+    const queue = createKeyedQueue({ maxWaiting: 10 });
+    const first = gate();
+    const log: string[] = [];
+    const tasks = ['a', 'b', 'c', 'd'].map((name, i) =>
+      queue.run('k', async () => {
+        log.push(`${name} in`);
+        if (i === 0) await first.opened;
+        await tick();
+        log.push(`${name} out`);
+        return name;
+      }),
+    );
+    await tick();
+    expect(log).toEqual(['a in']);
+    expect(queue.waiting()).toBe(3);
+    first.open();
+    expect(await Promise.all(tasks)).toEqual(['a', 'b', 'c', 'd']);
+    expect(log).toEqual(['a in', 'a out', 'b in', 'b out', 'c in', 'c out', 'd in', 'd out']);
+    expect(queue.waiting()).toBe(0);
+  });
+
+  it('does not make a task of another key wait', async () => {
+    const queue = createKeyedQueue({ maxWaiting: 10 });
+    const held = gate();
+    const slow = queue.run('a', () => held.opened);
+    expect(await queue.run('b', async () => 'b ran')).toBe('b ran');
+    held.open();
+    await slow;
+  });
+
+  it('hands the turn on when a task fails, and the failure reaches only its caller', async () => {
+    const queue = createKeyedQueue({ maxWaiting: 10 });
+    const held = gate();
+    const failing = queue.run('k', async () => {
+      await held.opened;
+      throw new Error('boom');
+    });
+    const next = queue.run('k', async () => 'next ran');
+    held.open();
+    await expect(failing).rejects.toThrow('boom');
+    expect(await next).toBe('next ran');
+  });
+
+  it('refuses a task when maxWaiting tasks of its key already wait, and takes one again when the line moves', async () => {
+    const queue = createKeyedQueue({ maxWaiting: 2 });
+    const held = gate();
+    const running = queue.run('k', () => held.opened);
+    const waiting = [queue.run('k', async () => 1), queue.run('k', async () => 2)];
+    await expect(queue.run('k', async () => 3)).rejects.toBeInstanceOf(QueueFullError);
+    // Another key has a line of its own.
+    const other = gate();
+    const elsewhere = queue.run('other', () => other.opened);
+    other.open();
+    await elsewhere;
+    held.open();
+    await running;
+    expect(await Promise.all(waiting)).toEqual([1, 2]);
+    expect(await queue.run('k', async () => 4)).toBe(4);
+  });
+
+  it('keeps nothing for a key once its tasks are done', async () => {
+    const queue = createKeyedQueue({ maxWaiting: 0 });
+    for (let i = 0; i < 3; i++) {
+      // With no room to wait, a second task would be refused if the line had outlived the first.
+      expect(await queue.run('k', async () => i)).toBe(i);
+    }
+    const held = gate();
+    const running = queue.run('k', () => held.opened);
+    await expect(queue.run('k', async () => 'refused')).rejects.toBeInstanceOf(QueueFullError);
+    held.open();
+    await running;
+  });
+});
