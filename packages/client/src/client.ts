@@ -382,7 +382,7 @@ export class FieldsyncClient {
         }
         const [entry] = batch;
         result = {
-          acknowledged: [{ changeId: entry.changeId, localId: null, serverId: entry.id, entityType: entry.collection, operation: entry.operation, success: false, status: 'rejected', code: error.code, error: error.message }],
+          acknowledged: [{ changeId: entry.changeId, localId: null, serverId: entry.id, entityType: entry.collection, operation: entry.operation, success: false, status: 'rejected', code: 'PAYLOAD_TOO_LARGE', error: error.message }],
           conflicts: [],
           serverUpdates: {},
           hasMore: false,
