@@ -1,8 +1,9 @@
 import type { Contact, ContactCreate, ContactUpdate } from '@fieldsync/protocol/contacts';
 import type { Category, CategoryCreate, CategoryUpdate, Item, ItemCreate, ItemUpdate, Space, SpaceCreate, SpaceUpdate } from '@fieldsync/protocol/lists';
-import type { ConflictReport, PushAck } from '@fieldsync/protocol/sync';
+import type { ConflictReport, PushAck, SyncChange } from '@fieldsync/protocol/sync';
+import type { ErrorCode } from '@fieldsync/protocol/errors';
 
-export type { Contact, Category, Item, Space, ConflictReport, PushAck };
+export type { Contact, Category, Item, Space, ConflictReport, PushAck, SyncChange, ErrorCode };
 
 /** Every synced record: the server's fields plus the collection's own. */
 export interface SyncRecord {
