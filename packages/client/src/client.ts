@@ -1,5 +1,5 @@
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
-import type { ClientToServerEvents, ServerToClientEvents } from '@fieldsync/protocol/events';
+import type { AuthErrorPayload, ClientToServerEvents, ServerToClientEvents, SocketAuth } from '@fieldsync/protocol/events';
 import type { ChangesEvent, Delta, PushResult } from '@fieldsync/protocol/sync';
 import { backoffDelay, retryAfterDelay, withRetry, DEFAULT_BACKOFF, type BackoffOptions, type RetryInfo } from './backoff.js';
 import { Emitter } from './emitter.js';
@@ -382,7 +382,7 @@ export class FieldsyncClient {
         }
         const [entry] = batch;
         result = {
-          acknowledged: [{ changeId: entry.changeId, localId: null, serverId: entry.id, entityType: entry.collection, operation: entry.operation, success: false, status: 'rejected', code: error.code, error: error.message }],
+          acknowledged: [{ changeId: entry.changeId, localId: null, serverId: entry.id, entityType: entry.collection, operation: entry.operation, success: false, status: 'rejected', code: 'PAYLOAD_TOO_LARGE', error: error.message }],
           conflicts: [],
           serverUpdates: {},
           hasMore: false,
@@ -525,7 +525,8 @@ export class FieldsyncClient {
     if (this.liveOn) return;
     this.liveOn = true;
     this.setState({ live: 'connecting' });
-    const auth = (cb: (data: object) => void) => {
+    // The handshake `auth` (SPEC §7); `{}` when no token could be had: the server then waits for `authenticate`.
+    const auth = (cb: (data: SocketAuth | Record<string, never>) => void) => {
       const { apiKey, token } = this.opts;
       if (apiKey) return cb({ apiKey, deviceId: this.deviceId });
       Promise.resolve(typeof token === 'function' ? token() : token!).then(
@@ -565,7 +566,7 @@ export class FieldsyncClient {
     socket.on('connect_error', (error) => {
       if (!this.liveOn || socket.active) return; // a transport error: socket.io retries by itself
       // Refused by the server's handshake check.
-      const data = (error as Error & { data?: { error?: string } }).data;
+      const data = (error as Error & { data?: Partial<AuthErrorPayload> }).data;
       const code = data?.error ?? 'UNAUTHORIZED';
       if ((code === 'UNAUTHORIZED' || code === 'FORBIDDEN') && this.opts.apiKey) {
         this.events.emit('error', new FieldsyncError(code, `Live connection refused: ${error.message}`));

@@ -1,8 +1,9 @@
-import type { Contact, ContactCreate, ContactPatch } from '@fieldsync/protocol/contacts';
-import type { Category, Item, Space } from '@fieldsync/protocol/lists';
-import type { ConflictReport, PushAck } from '@fieldsync/protocol/sync';
+import type { Contact, ContactCreate, ContactUpdate } from '@fieldsync/protocol/contacts';
+import type { Category, CategoryCreate, CategoryUpdate, Item, ItemCreate, ItemUpdate, Space, SpaceCreate, SpaceUpdate } from '@fieldsync/protocol/lists';
+import type { ConflictReport, PushAck, SyncChange } from '@fieldsync/protocol/sync';
+import type { ErrorCode } from '@fieldsync/protocol/errors';
 
-export type { Contact, Category, Item, Space, ConflictReport, PushAck };
+export type { Contact, Category, Item, Space, ConflictReport, PushAck, SyncChange, ErrorCode };
 
 /** Every synced record: the server's fields plus the collection's own. */
 export interface SyncRecord {
@@ -27,40 +28,33 @@ export type CollectionName = keyof CollectionTypes | (string & {});
 /** The record type of collection `C`. */
 export type RecordOf<C extends string> = C extends keyof CollectionTypes ? CollectionTypes[C] : SyncRecord;
 
-type Pick2<T, Required extends keyof T, Optional extends keyof T> = Pick<T, Required> & Partial<Pick<T, Optional>>;
-type Display = 'icon' | 'color' | 'isVisible' | 'order';
-
-/** The body of a new space. */
-export type SpaceInput = Pick2<Space, 'name', Display | 'collaborators'>;
+/** The body of a new space (the protocol's create schema). */
+export type SpaceInput = SpaceCreate;
 /** The body of a new category. */
-export type CategoryInput = Pick2<Category, 'spaceId' | 'name', Display>;
+export type CategoryInput = CategoryCreate;
 /** The body of a new item. */
-export type ItemInput = Pick2<
-  Item,
-  'spaceId' | 'title',
-  'categoryId' | 'description' | 'notes' | 'type' | 'refId' | 'isCompleted' | 'completedAt' | 'priority' | 'order' | 'tags' | 'dueDate'
->;
+export type ItemInput = ItemCreate;
 
 /** What `create(collection, ...)` takes. */
 export type CreateInput<C extends string> = C extends 'contacts'
   ? ContactCreate
   : C extends 'spaces'
-    ? SpaceInput
+    ? SpaceCreate
     : C extends 'categories'
-      ? CategoryInput
+      ? CategoryCreate
       : C extends 'items'
-        ? ItemInput
+        ? ItemCreate
         : Record<string, unknown>;
 
 /** What `update(collection, id, ...)` takes: only the fields that change. */
 export type UpdateInput<C extends string> = C extends 'contacts'
-  ? Omit<ContactPatch, 'version'>
+  ? ContactUpdate
   : C extends 'spaces'
-    ? Partial<SpaceInput>
+    ? SpaceUpdate
     : C extends 'categories'
-      ? Partial<Omit<CategoryInput, 'spaceId'>>
+      ? CategoryUpdate
       : C extends 'items'
-        ? Partial<Omit<ItemInput, 'spaceId'>>
+        ? ItemUpdate
         : Record<string, unknown>;
 
 /** One queued local change, as the outbox keeps it until the server acknowledges it. */

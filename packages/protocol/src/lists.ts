@@ -23,10 +23,14 @@ export const SpaceCreate = Type.Object(
   { name: Name(200), ...display, collaborators: Type.Optional(Type.Array(Collaborator, { maxItems: 200 })) },
   { additionalProperties: false },
 );
+export type SpaceCreate = Static<typeof SpaceCreate>;
 export const SpaceUpdate = Type.Partial(SpaceCreate, { additionalProperties: false });
+export type SpaceUpdate = Static<typeof SpaceUpdate>;
 
 export const CategoryCreate = Type.Object({ spaceId: Uuid, name: Name(200), ...display }, { additionalProperties: false });
+export type CategoryCreate = Static<typeof CategoryCreate>;
 export const CategoryUpdate = Type.Partial(Type.Omit(CategoryCreate, ['spaceId']), { additionalProperties: false });
+export type CategoryUpdate = Static<typeof CategoryUpdate>;
 
 export const ItemType = Type.Union(['custom', 'movie', 'book', 'place', 'contact'].map((t) => Type.Literal(t)));
 
@@ -48,7 +52,9 @@ export const ItemCreate = Type.Object(
   },
   { additionalProperties: false },
 );
+export type ItemCreate = Static<typeof ItemCreate>;
 export const ItemUpdate = Type.Partial(Type.Omit(ItemCreate, ['spaceId']), { additionalProperties: false });
+export type ItemUpdate = Static<typeof ItemUpdate>;
 
 const Base = {
   id: Type.String(),
@@ -86,3 +92,22 @@ export const Item = Type.Object({
   dueDate: Type.Union([Type.String(), Type.Null()]),
 });
 export type Item = Static<typeof Item>;
+
+/** A record of the same device named by its local id (push only; the server resolves it, in this batch or an earlier one). */
+const LocalId = Type.String({ minLength: 1, maxLength: 128 });
+const LocalRef = Type.Optional(Type.Union([LocalId, Type.Null()]));
+
+/** A category create in a push: its space by `spaceId`, or by `spaceLocalId` when the device created the space. */
+export const CategoryPushCreate = Type.Union([
+  Type.Object({ ...CategoryCreate.properties, spaceLocalId: LocalRef }, { additionalProperties: false }),
+  Type.Object({ ...Type.Omit(CategoryCreate, ['spaceId']).properties, spaceLocalId: LocalId }, { additionalProperties: false }),
+]);
+
+/** An item create in a push: its space by `spaceId` or `spaceLocalId`, its category by `categoryId` or `categoryLocalId`. */
+export const ItemPushCreate = Type.Union([
+  Type.Object({ ...ItemCreate.properties, spaceLocalId: LocalRef, categoryLocalId: LocalRef }, { additionalProperties: false }),
+  Type.Object({ ...Type.Omit(ItemCreate, ['spaceId']).properties, spaceLocalId: LocalId, categoryLocalId: LocalRef }, { additionalProperties: false }),
+]);
+
+/** An item update in a push: its category may be named by `categoryLocalId`. */
+export const ItemPushUpdate = Type.Object({ ...ItemUpdate.properties, categoryLocalId: LocalRef }, { additionalProperties: false });

@@ -1,4 +1,8 @@
-import { Type, type Static } from 'typebox';
+import { Type, type Static, type TSchema } from 'typebox';
+import { ContactCreate, ContactUpdate } from './contacts.js';
+import { Uuid, VALIDATED_BY } from './envelope.js';
+import { ChangeErrorCodeSchema } from './errors.js';
+import { CategoryPushCreate, CategoryUpdate, ItemPushCreate, ItemPushUpdate, SpaceCreate, SpaceUpdate } from './lists.js';
 
 /** One change of a delta pull or a `changes` event. */
 export const Change = Type.Object({
@@ -30,36 +34,137 @@ export const Delta = Type.Object({
 export type Delta = Static<typeof Delta>;
 
 /** Socket `changes` event: the changes of versions (fromVersion, toVersion], in order. */
-export interface ChangesEvent {
-  fromVersion: number;
-  toVersion: number;
-  changes: Change[];
-}
+export const ChangesEvent = Type.Object({
+  fromVersion: Type.Integer(),
+  toVersion: Type.Integer(),
+  changes: Type.Array(Change),
+});
+export type ChangesEvent = Static<typeof ChangesEvent>;
 
 export const MAX_PUSH_CHANGES = 1000;
 
-/** One queued offline change of a push (SPEC §4, seed offline-first-sync). */
+/** What identifies and orders a change, whatever its entity type. */
+const ChangeMeta = {
+  changeId: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Identifies the change: a re-sent change gets its original result.' })),
+  localId: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "The device's own id of the record; the ack maps it to `serverId`." })),
+  timestamp: Type.Union([Type.String({ maxLength: 64 }), Type.Integer({ minimum: 0 })], {
+    description: 'When the change was made on the device: RFC 3339, or epoch milliseconds.',
+  }),
+  baseVersion: Type.Optional(Type.Integer({ minimum: 0, description: 'The record version the device had when it made the change (conflict detection).' })),
+};
+
+/**
+ * One queued offline change as the push engine first reads it (SPEC §4, seed
+ * offline-first-sync): the fields every change has; `data` is then checked against the
+ * entity type's own schema (see `SyncChange` for the shapes per entity type).
+ */
 export const PushChange = Type.Object(
   {
-    changeId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    localId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    ...ChangeMeta,
     id: Type.Optional(Type.String({ maxLength: 64 })),
     entityType: Type.String({ minLength: 1, maxLength: 64 }),
     operation: Type.String({ maxLength: 16 }),
-    timestamp: Type.Union([Type.String({ maxLength: 64 }), Type.Integer({ minimum: 0 })]),
-    baseVersion: Type.Optional(Type.Integer({ minimum: 0 })),
     data: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   },
   { additionalProperties: false },
 );
 export type PushChange = Static<typeof PushChange>;
 
+export type SyncOperation = 'create' | 'update' | 'delete';
+
+/** How a push names one entity type: its collection, the seed's singular name, what a create and an update carry. */
+export interface SyncEntity<
+  Name extends string = string,
+  Alias extends string = string,
+  Create extends TSchema = TSchema,
+  Update extends TSchema = TSchema,
+  Op extends SyncOperation = SyncOperation,
+> {
+  name: Name;
+  alias: Alias;
+  /** `data` of a create. */
+  create: Create;
+  /** `data` of an update: only the fields that change. */
+  update: Update;
+  /** The operations devices may push (call sessions: create only). */
+  operations: readonly Op[];
+  /** References a change may make by the local id of a record the same device created: field -> local field. */
+  localRefs?: Readonly<Record<string, string>>;
+}
+
+const ALL_OPERATIONS = ['create', 'update', 'delete'] as const;
+
+/** Declares an entity type of the push; every operation unless `operations` says otherwise. */
+export function syncEntity<N extends string, A extends string, C extends TSchema, U extends TSchema, O extends SyncOperation = SyncOperation>(
+  def: Omit<SyncEntity<N, A, C, U, O>, 'operations'> & { operations?: readonly O[] },
+): SyncEntity<N, A, C, U, O> {
+  return { ...def, operations: def.operations ?? (ALL_OPERATIONS as unknown as readonly O[]) };
+}
+
+/**
+ * Every entity type a push accepts. Adding a synced collection to the protocol is one line
+ * here (the server's collection registry is checked against this list by a test).
+ */
+export const SYNC_ENTITIES = [
+  syncEntity({ name: 'contacts', alias: 'contact', create: ContactCreate, update: ContactUpdate }),
+  syncEntity({ name: 'spaces', alias: 'space', create: SpaceCreate, update: SpaceUpdate }),
+  syncEntity({ name: 'categories', alias: 'category', create: CategoryPushCreate, update: CategoryUpdate, localRefs: { spaceId: 'spaceLocalId' } }),
+  syncEntity({
+    name: 'items',
+    alias: 'item',
+    create: ItemPushCreate,
+    update: ItemPushUpdate,
+    localRefs: { spaceId: 'spaceLocalId', categoryId: 'categoryLocalId' },
+  }),
+] as const;
+
+type Meta = Static<ReturnType<typeof metaObject>>;
+const metaObject = () => Type.Object({ ...ChangeMeta, id: Type.Optional(Uuid) });
+
+/** The change shapes of one entity type: one per operation it accepts. */
+type ChangesOf<E> =
+  E extends SyncEntity<infer N, infer A, infer C, infer U, infer O>
+    ?
+        | ('create' extends O ? Meta & { entityType: N | A; operation: 'create'; data: Static<C> } : never)
+        | ('update' extends O ? Meta & { entityType: N | A; operation: 'update'; data: Static<U> } : never)
+        | ('delete' extends O ? Meta & { entityType: N | A; operation: 'delete'; data?: Record<string, unknown> } : never)
+    : never;
+
+/** One change of a push, typed by its `entityType` (plural or singular) and `operation`. */
+export type SyncChange = ChangesOf<(typeof SYNC_ENTITIES)[number]>;
+
+function changeSchemas(entity: SyncEntity): TSchema[] {
+  const entityType = Type.Unsafe<string>({ type: 'string', enum: [entity.name, entity.alias], description: 'The collection, plural or singular.' });
+  const data: Record<SyncOperation, TSchema> = {
+    create: entity.create,
+    update: entity.update,
+    delete: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Ignored: a delete carries no fields.' })),
+  };
+  return entity.operations.map((operation) =>
+    Type.Object(
+      { ...ChangeMeta, id: Type.Optional(Uuid), entityType, operation: Type.Literal(operation), data: data[operation] },
+      { additionalProperties: false, title: `${entity.name} ${operation}` },
+    ),
+  );
+}
+
+/**
+ * The shapes of a change, one per entity type and operation (`entityType` names the entity
+ * type, plural or singular; `operation` the variant). Checked per change by the push engine.
+ */
+export const SyncChange = Type.Unsafe<SyncChange>(
+  Type.Union(SYNC_ENTITIES.flatMap(changeSchemas), {
+    [VALIDATED_BY]: 'push engine, change by change',
+    description:
+      'A change, by `entityType` and `operation`. Each is checked on its own: one that does not match gets its own `VALIDATION_FAILED` ack and the others still apply.',
+  }),
+);
+
 export const PushBody = Type.Object(
   {
     deviceId: Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\w.:-]+$' }),
     lastSyncVersion: Type.Optional(Type.Integer({ minimum: 0 })),
-    // Items are checked one by one by the engine, so one bad change does not sink the batch.
-    changes: Type.Array(Type.Unknown(), { maxItems: MAX_PUSH_CHANGES }),
+    changes: Type.Array(SyncChange, { maxItems: MAX_PUSH_CHANGES }),
   },
   { additionalProperties: false },
 );
@@ -75,8 +180,8 @@ export const PushAck = Type.Object({
   /** applied | duplicate | conflict | rejected */
   status: Type.String(),
   version: Type.Optional(Type.Integer()),
-  /** For a rejected change: NOT_FOUND, FORBIDDEN, VALIDATION_FAILED, DUPLICATE or VERSION_MISMATCH. */
-  code: Type.Optional(Type.String()),
+  /** For a rejected change: why, as a per-change code of the error catalogue. */
+  code: Type.Optional(ChangeErrorCodeSchema),
   error: Type.Optional(Type.String()),
 });
 export type PushAck = Static<typeof PushAck>;

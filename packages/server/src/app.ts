@@ -4,8 +4,6 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import compress from '@fastify/compress';
 import rateLimit from '@fastify/rate-limit';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -17,6 +15,7 @@ import { registerAuthHook } from './http/auth.hook.js';
 import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './http/error-handler.js';
 import { healthRoutes } from './http/health.routes.js';
 import { registerJsonParser } from './http/json-parser.js';
+import { registerOpenApi } from './http/openapi.js';
 import { validatorCompiler } from './lib/validation.js';
 import { agentsRoutes } from './modules/agents/agents.routes.js';
 import { createAgentsService } from './modules/agents/agents.service.js';
@@ -141,19 +140,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(helmet, { contentSecurityPolicy: false, crossOriginResourcePolicy: { policy: 'same-site' } });
   if (config.corsOrigin) await app.register(cors, { origin: config.corsOrigin === '*' ? '*' : config.corsOrigin });
   await app.register(compress, { threshold: 2048 });
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: { title: 'Fieldsync API', version: VERSION, description: 'Offline-first sync backend for mobile sales teams' },
-      components: {
-        securitySchemes: {
-          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
-          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-        },
-      },
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  await registerOpenApi(app as unknown as FastifyInstance, { version: VERSION });
 
   if (config.rateLimitPerMinute > 0) {
     await app.register(rateLimit, {

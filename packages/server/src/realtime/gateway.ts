@@ -1,8 +1,17 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
-import { Type } from 'typebox';
-import { PushBody as PushBodySchema, type Change, type PushBody } from '@fieldsync/protocol/sync';
+import type { Change } from '@fieldsync/protocol/sync';
+import {
+  HeartbeatPayload as HeartbeatPayloadSchema,
+  SocketAuth as SocketAuthSchema,
+  SyncPullPayload as SyncPullPayloadSchema,
+  SyncPushPayload as SyncPushPayloadSchema,
+  type HeartbeatPayload,
+  type SyncPullPayload,
+  type SyncPushPayload,
+} from '@fieldsync/protocol/events';
+import { errorEnvelope as envelope } from '@fieldsync/protocol/errors';
 import type {
   Ack,
   AuthenticatedPayload,
@@ -10,13 +19,11 @@ import type {
   ServerToClientEvents,
   SocketAuth,
 } from '@fieldsync/protocol/events';
-import { Heartbeat } from '@fieldsync/protocol/devices';
 import { AppError } from '../errors.js';
 import { compileBodyValidator } from '../lib/validation.js';
 import type { Role } from '@fieldsync/protocol/auth';
 import type { ChangeFeed, CommitEvent } from '../sync/feed.js';
 import type { SyncService } from '../sync/sync.service.js';
-import { envelope } from '../http/error-handler.js';
 
 /** How long a socket may stay connected without authenticating, unless configured (SPEC §7). */
 export const AUTH_DEADLINE_MS = 10_000;
@@ -41,7 +48,7 @@ export interface SocketDevices {
   /** Throws 403 when the device id belongs to another user (SPEC §4 "Client ids"). */
   claim(tenantId: string, deviceId: string, userId: string): Promise<void>;
   setOnline(tenantId: string, deviceId: string, online: boolean): void;
-  recordSeen(who: { tenantId: string; deviceId: string; userId?: string; agentCode?: string }, facts: Heartbeat): void;
+  recordSeen(who: { tenantId: string; deviceId: string; userId?: string; agentCode?: string }, facts: HeartbeatPayload): void;
   /** A `changes` event up to `version` reached the device's socket: its checkpoint. */
   recordDelivered(who: { tenantId: string; deviceId: string }, version: number): void;
 }
@@ -67,32 +74,11 @@ export const rooms = {
   device: (tenantId: string, deviceId: string) => `d:${tenantId}:${deviceId}`,
 };
 
-const SocketAuthSchema = Type.Union([
-  Type.Object(
-    { token: Type.String({ minLength: 1, maxLength: 4096 }), deviceId: Type.Optional(Type.String({ pattern: '^[\\w.:-]{1,128}$' })) },
-    { additionalProperties: false },
-  ),
-  Type.Object(
-    {
-      apiKey: Type.String({ minLength: 1, maxLength: 256 }),
-      deviceId: Type.Optional(Type.String({ pattern: '^[\\w.:-]{1,128}$' })),
-      agentCode: Type.Optional(Type.String({ maxLength: 64 })),
-    },
-    { additionalProperties: false },
-  ),
-]);
-const PullSchema = Type.Object(
-  {
-    version: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000 })),
-    collections: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 32 })),
-  },
-  { additionalProperties: false },
-);
+// Socket payloads are validated with the protocol's schemas, as HTTP bodies are with theirs.
 const checkAuth = compileBodyValidator<SocketAuth>(SocketAuthSchema);
-const checkPull = compileBodyValidator<{ version: number; limit?: number; collections?: string[] }>(PullSchema);
-const checkHeartbeat = compileBodyValidator<Heartbeat>(Heartbeat);
-const checkPush = compileBodyValidator<PushBody>(PushBodySchema);
+const checkPull = compileBodyValidator<SyncPullPayload>(SyncPullPayloadSchema);
+const checkHeartbeat = compileBodyValidator<HeartbeatPayload>(HeartbeatPayloadSchema);
+const checkPush = compileBodyValidator<SyncPushPayload>(SyncPushPayloadSchema);
 
 export interface GatewayDeps {
   auth: SocketAuthenticator;

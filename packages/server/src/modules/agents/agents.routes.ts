@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { AgentCode, AgentCreate, AgentPatch, ApiKeyInfo, User } from '@fieldsync/protocol/auth';
 import { Ok } from '@fieldsync/protocol/envelope';
 import { principalOf } from '../../http/auth.hook.js';
-import { secured, withErrors } from '../../http/schemas.js';
+import { responses, secured } from '../../http/schemas.js';
 import type { AgentsService } from './agents.service.js';
 
 const CodeParams = Type.Object({ agentCode: AgentCode }, { additionalProperties: false });
@@ -18,7 +18,13 @@ export function agentsRoutes(deps: { agents: AgentsService }): FastifyPluginAsyn
       '/api/agents',
       {
         config: admin,
-        schema: { tags, ...secured, body: AgentCreate, response: withErrors({ 201: Ok(Type.Object({ agent: User, apiKey: Type.String() })) }) },
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Create an agent (admins); its API key is shown only here',
+          body: AgentCreate,
+          response: responses({ 201: Ok(Type.Object({ agent: User, apiKey: Type.String() })) }, { body: true, also: ['DUPLICATE'] }),
+        },
       },
       async (request, reply) => {
         const { agent, apiKey } = await deps.agents.create(principalOf(request).tenantId, request.body);
@@ -27,12 +33,22 @@ export function agentsRoutes(deps: { agents: AgentsService }): FastifyPluginAsyn
     );
     app.get(
       '/api/agents',
-      { config: { auth: { roles: ['admin', 'manager'] } }, schema: { tags, ...secured, response: withErrors({ 200: Ok(Type.Array(User)) }) } },
+      { config: { auth: { roles: ['admin', 'manager'] } }, schema: { tags, ...secured, summary: "List the tenant's agents (admins and managers)", response: responses({ 200: Ok(Type.Array(User)) }) } },
       async (request) => ({ success: true as const, data: await deps.agents.list(principalOf(request).tenantId) }),
     );
     app.patch(
       '/api/agents/:agentCode',
-      { config: admin, schema: { tags, ...secured, params: CodeParams, body: AgentPatch, response: withErrors({ 200: Ok(User) }) } },
+      {
+        config: admin,
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Activate, deactivate or rename an agent (admins)',
+          params: CodeParams,
+          body: AgentPatch,
+          response: responses({ 200: Ok(User) }, { body: true, params: true, also: ['NOT_FOUND'] }),
+        },
+      },
       async (request) => ({
         success: true as const,
         data: await deps.agents.update(principalOf(request).tenantId, request.params.agentCode, request.body),
@@ -40,7 +56,16 @@ export function agentsRoutes(deps: { agents: AgentsService }): FastifyPluginAsyn
     );
     app.get(
       '/api/agents/:agentCode/keys',
-      { config: admin, schema: { tags, ...secured, params: CodeParams, response: withErrors({ 200: Ok(Type.Array(ApiKeyInfo)) }) } },
+      {
+        config: admin,
+        schema: {
+          tags,
+          ...secured,
+          summary: "List an agent's API keys, revoked ones included (admins)",
+          params: CodeParams,
+          response: responses({ 200: Ok(Type.Array(ApiKeyInfo)) }, { params: true, also: ['NOT_FOUND'] }),
+        },
+      },
       async (request) => ({
         success: true as const,
         data: await deps.agents.listKeys(principalOf(request).tenantId, request.params.agentCode),
@@ -50,7 +75,13 @@ export function agentsRoutes(deps: { agents: AgentsService }): FastifyPluginAsyn
       '/api/agents/:agentCode/keys',
       {
         config: admin,
-        schema: { tags, ...secured, params: CodeParams, response: withErrors({ 201: Ok(Type.Object({ key: ApiKeyInfo, apiKey: Type.String() })) }) },
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Issue another API key for an agent (shown only here); older keys keep working until revoked',
+          params: CodeParams,
+          response: responses({ 201: Ok(Type.Object({ key: ApiKeyInfo, apiKey: Type.String() })) }, { body: true, params: true, also: ['NOT_FOUND'] }),
+        },
       },
       async (request, reply) => {
         const created = await deps.agents.createKey(principalOf(request).tenantId, request.params.agentCode);
@@ -59,7 +90,16 @@ export function agentsRoutes(deps: { agents: AgentsService }): FastifyPluginAsyn
     );
     app.delete(
       '/api/agents/:agentCode/keys/:keyId',
-      { config: admin, schema: { tags, ...secured, params: KeyParams, response: withErrors({ 204: Type.Null() }) } },
+      {
+        config: admin,
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Revoke an API key (admins); sockets using it are ended',
+          params: KeyParams,
+          response: responses({ 204: Type.Null() }, { body: true, params: true, also: ['NOT_FOUND'] }),
+        },
+      },
       async (request, reply) => {
         await deps.agents.revokeKey(principalOf(request).tenantId, request.params.agentCode, request.params.keyId);
         return reply.status(204).send(null);

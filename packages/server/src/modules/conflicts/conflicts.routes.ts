@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Ok, Page } from '@fieldsync/protocol/envelope';
 import { principalOf } from '../../http/auth.hook.js';
-import { IdParams, secured, withErrors } from '../../http/schemas.js';
+import { IdParams, responses, secured } from '../../http/schemas.js';
 import { STRATEGIES } from '../../sync/conflicts.js';
 import type { ConflictsService } from './conflicts.service.js';
 
@@ -37,7 +37,7 @@ export function conflictsRoutes(deps: { conflicts: ConflictsService }): FastifyP
     const tags = ['conflicts'];
     app.get(
       '/api/conflict-policies',
-      { config, schema: { tags, ...secured, response: withErrors({ 200: Ok(Type.Array(PolicyOut)) }) } },
+      { config, schema: { tags, ...secured, summary: 'The conflict policy of every synced collection', response: responses({ 200: Ok(Type.Array(PolicyOut)) }) } },
       async (request) => ({ success: true as const, data: await deps.conflicts.listPolicies(principalOf(request).tenantId) }),
     );
     app.put(
@@ -47,9 +47,10 @@ export function conflictsRoutes(deps: { conflicts: ConflictsService }): FastifyP
         schema: {
           tags,
           ...secured,
+          summary: "Set a collection's conflict policy (strategy, and monotonic fields for preserve_escalation)",
           params: Type.Object({ collection: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
           body: Type.Object({ strategy: Strategy, monotonic: Type.Optional(Monotonic) }, { additionalProperties: false }),
-          response: withErrors({ 200: Ok(PolicyOut) }),
+          response: responses({ 200: Ok(PolicyOut) }, { body: true, params: true, also: ['NOT_FOUND'] }),
         },
       },
       async (request) => ({
@@ -64,6 +65,7 @@ export function conflictsRoutes(deps: { conflicts: ConflictsService }): FastifyP
         schema: {
           tags,
           ...secured,
+          summary: 'The conflict log and review queue (`status=pending`), newest first',
           querystring: Type.Object(
             {
               status: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('resolved'), Type.Literal('logged')])),
@@ -73,7 +75,7 @@ export function conflictsRoutes(deps: { conflicts: ConflictsService }): FastifyP
             },
             { additionalProperties: false },
           ),
-          response: withErrors({ 200: Page(ConflictOut) }),
+          response: responses({ 200: Page(ConflictOut) }),
         },
       },
       async (request) => {
@@ -89,6 +91,7 @@ export function conflictsRoutes(deps: { conflicts: ConflictsService }): FastifyP
         schema: {
           tags,
           ...secured,
+          summary: 'Resolve a pending conflict: keep the server state, apply the client change, or merged data (a new version for every device)',
           params: IdParams,
           body: Type.Object(
             {
@@ -97,7 +100,7 @@ export function conflictsRoutes(deps: { conflicts: ConflictsService }): FastifyP
             },
             { additionalProperties: false },
           ),
-          response: withErrors({ 200: Ok(ConflictOut) }),
+          response: responses({ 200: Ok(ConflictOut) }, { body: true, params: true, also: ['NOT_FOUND', 'CONFLICT', 'DUPLICATE'] }),
         },
       },
       async (request) => ({

@@ -11,10 +11,10 @@ import {
   HistoryEntry,
   ImportResult,
 } from '@fieldsync/protocol/contacts';
-import { Ok, Page } from '@fieldsync/protocol/envelope';
+import { Ok, Page, VALIDATED_BY } from '@fieldsync/protocol/envelope';
 import { AppError } from '../../errors.js';
 import { principalOf } from '../../http/auth.hook.js';
-import { IdParams, secured, withErrors } from '../../http/schemas.js';
+import { IdParams, responses, secured } from '../../http/schemas.js';
 import { compileBodyValidator } from '../../lib/validation.js';
 import { RefusedItem } from '../../lib/values.js';
 import { actorOf, type ContactsService } from './contacts.service.js';
@@ -22,6 +22,16 @@ import { EXPORT_CONTENT_TYPES, exportStream, type ExportFormat } from './contact
 import { importContactsCsv } from './contacts.import.js';
 
 export const MAX_BULK_ROWS = 5000;
+
+/** The export's answer per format. Plain JSON Schema (`object`): the handler sends a stream, not a typed value. */
+const EXPORT_RESPONSE: object = {
+  description: 'The live contacts, streamed in the format asked for',
+  content: {
+    'text/csv': { schema: Type.String({ description: 'A header row naming the fields, then one contact per row' }) },
+    'application/json': { schema: Type.Array(Contact) },
+    'application/x-ndjson': { schema: Type.String({ description: 'One contact (JSON) per line' }) },
+  },
+};
 
 const checkCreate = compileBodyValidator<ContactCreate>(ContactCreate);
 /** Validates one bulk/import row: undefined when valid, else the first problems as text. */
@@ -39,7 +49,15 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
 
     app.get(
       '/api/contacts',
-      { schema: { tags, ...secured, querystring: ContactListQuery, response: withErrors({ 200: Page(Contact) }) } },
+      {
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Search and page through contacts (names, phones in any format, email, company)',
+          querystring: ContactListQuery,
+          response: responses({ 200: Page(Contact) }),
+        },
+      },
       async (request) => {
         const { items, total, page, limit } = await contacts.list(principalOf(request).tenantId, request.query);
         return { success: true as const, data: items, pagination: { page, limit, total } };
@@ -48,7 +66,15 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
 
     app.post(
       '/api/contacts',
-      { schema: { tags, ...secured, body: ContactCreate, response: withErrors({ 201: Ok(Contact) }) } },
+      {
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Create a contact; a primary phone that exists already is a 409 DUPLICATE naming the existing id',
+          body: ContactCreate,
+          response: responses({ 201: Ok(Contact) }, { body: true, also: ['DUPLICATE'] }),
+        },
+      },
       async (request, reply) => {
         const contact = await contacts.create(actorOf(principalOf(request)), request.body);
         return reply.status(201).send({ success: true as const, data: contact });
@@ -64,7 +90,7 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
           ...secured,
           summary: `Create up to ${MAX_BULK_ROWS} contacts; each row succeeds or fails on its own`,
           body: Type.Array(Type.Unknown(), { maxItems: MAX_BULK_ROWS }),
-          response: withErrors({ 200: Ok(BulkResult) }),
+          response: responses({ 200: Ok(BulkResult) }, { body: true }),
         },
       },
       async (request) => ({
@@ -89,7 +115,9 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
             tags,
             ...secured,
             summary: 'Import a CSV body (header row naming the fields), streamed',
-            response: withErrors({ 200: Ok(ImportResult) }),
+            // The body is a stream the importer reads row by row (each row its own result): documented, not validated here.
+            body: { content: { 'text/csv': { schema: { type: 'string', [VALIDATED_BY]: 'CSV importer, row by row' } } } },
+            response: responses({ 200: Ok(ImportResult) }, { body: true }),
           },
         },
         async (request) => {
@@ -116,6 +144,7 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
             { format: Type.Optional(Type.Union([Type.Literal('csv'), Type.Literal('json'), Type.Literal('ndjson')])) },
             { additionalProperties: false },
           ),
+          response: responses({ 200: EXPORT_RESPONSE }),
         },
       },
       async (request, reply) => {
@@ -130,13 +159,24 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
 
     app.get(
       '/api/contacts/:id',
-      { schema: { tags, ...secured, params: IdParams, response: withErrors({ 200: Ok(Contact) }) } },
+      {
+        schema: { tags, ...secured, summary: 'One contact', params: IdParams, response: responses({ 200: Ok(Contact) }, { params: true, also: ['NOT_FOUND'] }) },
+      },
       async (request) => ({ success: true as const, data: await contacts.get(principalOf(request).tenantId, request.params.id) }),
     );
 
     app.patch(
       '/api/contacts/:id',
-      { schema: { tags, ...secured, params: IdParams, body: ContactPatch, response: withErrors({ 200: Ok(Contact) }) } },
+      {
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Update the fields sent; `version` asks for optimistic concurrency (409 VERSION_MISMATCH when stale)',
+          params: IdParams,
+          body: ContactPatch,
+          response: responses({ 200: Ok(Contact) }, { body: true, params: true, also: ['NOT_FOUND', 'DUPLICATE', 'VERSION_MISMATCH'] }),
+        },
+      },
       async (request) => ({
         success: true as const,
         data: await contacts.update(actorOf(principalOf(request)), request.params.id, request.body),
@@ -145,7 +185,16 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
 
     app.put(
       '/api/contacts/:id',
-      { schema: { tags, ...secured, params: IdParams, body: ContactReplace, response: withErrors({ 200: Ok(Contact) }) } },
+      {
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Replace every writable field (omitted optional fields become null or false)',
+          params: IdParams,
+          body: ContactReplace,
+          response: responses({ 200: Ok(Contact) }, { body: true, params: true, also: ['NOT_FOUND', 'DUPLICATE', 'VERSION_MISMATCH'] }),
+        },
+      },
       async (request) => ({
         success: true as const,
         data: await contacts.replace(actorOf(principalOf(request)), request.params.id, request.body),
@@ -154,7 +203,15 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
 
     app.delete(
       '/api/contacts/:id',
-      { schema: { tags, ...secured, params: IdParams, response: withErrors({ 204: Type.Null() }) } },
+      {
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Delete a contact (a tombstone every device receives)',
+          params: IdParams,
+          response: responses({ 204: Type.Null() }, { body: true, params: true, also: ['NOT_FOUND'] }),
+        },
+      },
       async (request, reply) => {
         await contacts.remove(actorOf(principalOf(request)), request.params.id);
         return reply.status(204).send(null);
@@ -163,7 +220,15 @@ export function contactsRoutes(deps: { contacts: ContactsService; importBodyLimi
 
     app.get(
       '/api/contacts/:id/history',
-      { schema: { tags, ...secured, params: IdParams, response: withErrors({ 200: Ok(Type.Array(HistoryEntry)) }) } },
+      {
+        schema: {
+          tags,
+          ...secured,
+          summary: "A contact's audit log: every change with its fields before and after",
+          params: IdParams,
+          response: responses({ 200: Ok(Type.Array(HistoryEntry)) }, { params: true, also: ['NOT_FOUND'] }),
+        },
+      },
       async (request) => ({
         success: true as const,
         data: await contacts.history(principalOf(request).tenantId, request.params.id),

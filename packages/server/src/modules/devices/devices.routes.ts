@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Device } from '@fieldsync/protocol/devices';
 import { Ok } from '@fieldsync/protocol/envelope';
 import { principalOf } from '../../http/auth.hook.js';
-import { secured, withErrors } from '../../http/schemas.js';
+import { responses, secured } from '../../http/schemas.js';
 import type { DevicesService } from './devices.service.js';
 
 /** Fleet state: devices, one device, devices lagging behind. */
@@ -13,7 +13,7 @@ export function devicesRoutes(deps: { devices: DevicesService }): FastifyPluginA
     const config = { auth: { roles: ['admin' as const, 'manager' as const] } };
     app.get(
       '/api/devices',
-      { config, schema: { tags, ...secured, response: withErrors({ 200: Ok(Type.Array(Device)) }) } },
+      { config, schema: { tags, ...secured, summary: "The tenant's devices with their sync state and health", response: responses({ 200: Ok(Type.Array(Device)) }) } },
       async (request) => ({ success: true as const, data: await deps.devices.list(principalOf(request).tenantId) }),
     );
     app.get(
@@ -23,8 +23,9 @@ export function devicesRoutes(deps: { devices: DevicesService }): FastifyPluginA
         schema: {
           tags,
           ...secured,
+          summary: 'Devices more than `threshold` versions behind the tenant',
           querystring: Type.Object({ threshold: Type.Optional(Type.Integer({ minimum: 0, maximum: 1e12, default: 100 })) }, { additionalProperties: false }),
-          response: withErrors({ 200: Ok(Type.Array(Device)) }),
+          response: responses({ 200: Ok(Type.Array(Device)) }),
         },
       },
       async (request) => ({
@@ -39,8 +40,9 @@ export function devicesRoutes(deps: { devices: DevicesService }): FastifyPluginA
         schema: {
           tags,
           ...secured,
+          summary: 'One device',
           params: Type.Object({ deviceId: Type.String({ maxLength: 128 }) }, { additionalProperties: false }),
-          response: withErrors({ 200: Ok(Device) }),
+          response: responses({ 200: Ok(Device) }, { params: true, also: ['NOT_FOUND'] }),
         },
       },
       async (request) => ({ success: true as const, data: await deps.devices.get(principalOf(request).tenantId, request.params.deviceId) }),

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Ok } from '@fieldsync/protocol/envelope';
 import { MAX_PUSH_CHANGES, PushBody, PushResult } from '@fieldsync/protocol/sync';
 import { principalOf } from '../../http/auth.hook.js';
-import { secured, withErrors } from '../../http/schemas.js';
+import { responses, secured } from '../../http/schemas.js';
 import type { SyncService } from '../../sync/sync.service.js';
 import { deviceFactsOf } from './sync.routes.js';
 
@@ -19,9 +19,9 @@ export function pushRoutes(deps: { sync: SyncService }): FastifyPluginAsyncTypeb
           ...secured,
           summary: `Push up to ${MAX_PUSH_CHANGES} changes; each is acknowledged on its own`,
           description:
-            'Changes apply in order; accepted ones commit atomically. A re-sent change (same changeId, or same localId/id + operation + timestamp) gets its original result. Send an Idempotency-Key header to replay a whole answer.',
+            'Changes apply in order; accepted ones commit atomically. Each change is checked against the schema of its `entityType` and `operation` on its own: one that does not match gets its own ack with `VALIDATION_FAILED` (a per-change code of the error catalogue) and does not sink the batch. A re-sent change (same changeId, or same localId/id + operation + timestamp) gets its original result. Send an Idempotency-Key header to replay a whole answer.',
           body: PushBody,
-          response: withErrors({ 200: Ok(PushResult), 422: withErrors({})[400] }),
+          response: responses({ 200: Ok(PushResult) }, { body: true, also: ['IDEMPOTENCY_IN_FLIGHT', 'IDEMPOTENCY_KEY_REUSED'] }),
         },
       },
       async (request) => {

@@ -6,7 +6,7 @@ import { Delta, DeltaQuery } from '@fieldsync/protocol/sync';
 import { principalOf } from '../../http/auth.hook.js';
 import { deltaEnvelopeBytes } from '../../sync/pull.js';
 import { sendJsonText } from '../../http/json-text.js';
-import { secured, withErrors } from '../../http/schemas.js';
+import { responses, secured } from '../../http/schemas.js';
 import type { SyncService } from '../../sync/sync.service.js';
 
 /** Device facts a client may send as headers on any sync request; one longer than the heartbeat allows is ignored. */
@@ -29,7 +29,16 @@ export function syncRoutes(deps: { sync: SyncService }): FastifyPluginAsyncTypeb
   return async (app) => {
     app.get(
       '/api/sync/delta',
-      { schema: { tags: ['sync'], ...secured, querystring: DeltaQuery, response: withErrors({ 200: Ok(Delta) }) } },
+      {
+        schema: {
+          tags: ['sync'],
+          ...secured,
+          summary: 'Delta pull: the changes the caller may see after `version`, in version order, paged',
+          description: 'Page with `version=nextVersion` until `hasMore` is false; `version=0` is a full initial sync. Records the device checkpoint.',
+          querystring: DeltaQuery,
+          response: responses({ 200: Ok(Delta) }),
+        },
+      },
       async (request, reply) => {
         const principal = principalOf(request);
         const { version = 0, limit = 1000, collections, deviceId } = request.query;

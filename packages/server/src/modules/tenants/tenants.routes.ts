@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Tenant, TenantCreate } from '@fieldsync/protocol/auth';
 import { Ok } from '@fieldsync/protocol/envelope';
 import { principalOf } from '../../http/auth.hook.js';
-import { secured, withErrors } from '../../http/schemas.js';
+import { responses, secured } from '../../http/schemas.js';
 import { forbidden } from '../../errors.js';
 import type { TenantsService } from './tenants.service.js';
 
@@ -17,8 +17,9 @@ export function tenantsRoutes(deps: { tenants: TenantsService; defaultTenantId: 
         schema: {
           tags: ['tenants'],
           ...secured,
+          summary: 'Create a tenant with its own admin, whose API key is shown only here (admins of tenant `default`)',
           body: TenantCreate,
-          response: withErrors({ 201: Ok(Type.Object({ tenant: Tenant, apiKey: Type.String() })) }),
+          response: responses({ 201: Ok(Type.Object({ tenant: Tenant, apiKey: Type.String() })) }, { body: true, also: ['DUPLICATE'] }),
         },
       },
       async (request, reply) => {

@@ -1,9 +1,10 @@
+import type { ChangeErrorCode } from '@fieldsync/protocol/errors';
 import type { ConflictReport, PushAck, PushChange } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../../db/db.js';
 import type { CollectionDef, WriteDef } from '../collections.js';
 
-/** Per-change error codes: the same catalogue as HTTP, so REST can map them to a status. */
-export type ChangeErrorCode = 'VALIDATION_FAILED' | 'NOT_FOUND' | 'FORBIDDEN' | 'DUPLICATE' | 'VERSION_MISMATCH';
+/** Per-change error codes: the catalogue's codes that may appear in an ack (the same as HTTP's). */
+export type { ChangeErrorCode };
 
 /** A change's rejection, thrown while deciding it and turned into its ack. */
 export class ChangeError extends Error {
