@@ -38,6 +38,7 @@ import { createSyncService } from './sync/sync.service.js';
 import { PageCache } from './sync/page-cache.js';
 import { createPolicyStore } from './sync/policies.js';
 import { createPushEngine } from './sync/push.js';
+import { RateBudget } from './lib/rate-budget.js';
 import { audiencesOf } from './sync/scopes.js';
 import { categoriesCollection, itemsCollection, spacesCollection } from './modules/lists/lists.collection.js';
 import { createListsService } from './modules/lists/lists.service.js';
@@ -92,7 +93,7 @@ export async function buildApp(deps: AppDeps) {
     onUserChanged: (tenantId, userId, revoked) => {
       auth.forgetUser(userId);
       // Live sockets of a deactivated agent or a revoked key go; valid ones reconnect.
-      if (revoked) gateway?.disconnectUser(tenantId, userId);
+      if (revoked) gateway?.revokeUser(tenantId, userId);
     },
   });
   const tenants = createTenantsService({ db });
@@ -142,7 +143,9 @@ export async function buildApp(deps: AppDeps) {
   await app.register(compress, { threshold: 2048 });
   await registerOpenApi(app as unknown as FastifyInstance, { version: VERSION });
 
-  if (config.rateLimitPerMinute > 0) {
+  // One budget per credential for requests and socket events alike (Redis when configured).
+  const budget = config.rateLimitPerMinute > 0 ? new RateBudget({ windowMs: 60_000, redis }) : undefined;
+  if (budget) {
     await app.register(rateLimit, {
       global: true,
       // Before authentication, so wrong keys are limited too: keyed by the credential sent
@@ -150,9 +153,10 @@ export async function buildApp(deps: AppDeps) {
       hook: 'onRequest',
       max: config.rateLimitPerMinute,
       timeWindow: 60_000,
-      redis,
+      store: function sharedBudget() {
+        return budget;
+      } as unknown as NonNullable<Parameters<typeof rateLimit>[1]>['store'],
       skipOnError: true, // Redis down: serve rather than fail every request
-      nameSpace: 'fieldsync-rl:',
       keyGenerator: (request) => {
         const key = request.headers['x-api-key'];
         if (typeof key === 'string' && key) return `k:${sha256(key).slice(0, 32)}`;
@@ -195,6 +199,10 @@ export async function buildApp(deps: AppDeps) {
     corsOrigin: config.corsOrigin,
     authTimeoutMs: config.socketAuthTimeoutMs,
     audiencesOf: (tenantId, userId) => audiencesOf(db, tenantId, userId),
+    budget: budget && { use: (key) => budget.use(key), perMinute: config.rateLimitPerMinute },
+    maxSocketsPerCredential: config.maxSocketsPerCredential,
+    recheckMs: config.authCacheMs,
+    forgetUser: (userId) => auth.forgetUser(userId),
   });
   gateway = realtime;
   if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync' }));

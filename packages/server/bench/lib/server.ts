@@ -31,6 +31,8 @@ export async function startFieldsync(opts: { databaseUrl: string; adminKey: stri
     JWT_SECRET: randomBytes(48).toString('base64url'),
     FIELDSYNC_BOOTSTRAP_ADMIN_KEY: opts.adminKey,
     RATE_LIMIT_PER_MINUTE: '0',
+    // The connection scenarios hold 10,000 sockets over a few dozen agents' keys.
+    MAX_SOCKETS_PER_CREDENTIAL: '1000000',
     LOG_LEVEL: 'warn',
     DEVICE_FLUSH_MS: '1000',
   };

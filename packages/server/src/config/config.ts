@@ -29,6 +29,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** How long a socket may stay connected without authenticating. */
   socketAuthTimeoutMs: number;
+  /** How many sockets one API key or token may hold at once. */
+  maxSocketsPerCredential: number;
 }
 
 /** Every environment variable `loadConfig` reads. */
@@ -36,7 +38,7 @@ export const CONFIG_KEYS = [
   'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'DATABASE_POOL_SIZE', 'DATABASE_LOCK_TIMEOUT_MS', 'DATABASE_STATEMENT_TIMEOUT_MS',
   'WRITE_QUEUE_LIMIT', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
   'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
-  'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS',
+  'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL',
 ] as const;
 
 /** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
@@ -142,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pullCacheMb: int('PULL_CACHE_MB', 32, 0, 4096),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     socketAuthTimeoutMs: int('SOCKET_AUTH_TIMEOUT_MS', 10_000, 50, 600_000),
+    maxSocketsPerCredential: int('MAX_SOCKETS_PER_CREDENTIAL', 20, 1, 1_000_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

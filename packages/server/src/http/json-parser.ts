@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isUtf8 } from 'node:buffer';
 import { AppError } from '../errors.js';
-import { RefusedItem, refusalOf } from '../lib/values.js';
+import { refusalOf, screenBatch } from '../lib/values.js';
 
 
 /**
@@ -49,22 +49,7 @@ export function parseStrictJson(body: Buffer, items?: string): unknown {
   } catch {
     throw new AppError('BAD_REQUEST', 'The request body is not valid JSON');
   }
-  const list = items === undefined ? undefined : items === '' ? value : (value as Record<string, unknown> | null)?.[items];
-  if (!Array.isArray(list)) {
-    checkValue(value, 0);
-    return value;
-  }
-  const depth = items === '' ? 1 : 2;
-  list.forEach((item, i) => {
-    const why = refusalOf(item, depth);
-    if (why) list[i] = new RefusedItem(why);
-  });
-  if (items) checkValue({ ...(value as Record<string, unknown>), [items]: [] }, 0);
-  return value;
-}
-
-/** Throws the 400 for a value `refusalOf` refuses. */
-function checkValue(value: unknown, depth: number): void {
-  const why = refusalOf(value, depth);
+  const why = items === undefined ? refusalOf(value) : screenBatch(value, items);
   if (why) throw new AppError('BAD_REQUEST', why);
+  return value;
 }

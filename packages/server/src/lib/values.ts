@@ -80,3 +80,18 @@ export class RefusedItem {
     return { refused: this.reason };
   }
 }
+
+/**
+ * Screens a batch (`value[items]`, or `value` itself when `items` is ''): each refused item is
+ * replaced by a RefusedItem in place, so it alone fails; returns the refusal of the rest, if any.
+ */
+export function screenBatch(value: unknown, items: string): string | undefined {
+  const list = items === '' ? value : (value as Record<string, unknown> | null)?.[items];
+  if (!Array.isArray(list)) return refusalOf(value);
+  const depth = items === '' ? 1 : 2;
+  list.forEach((item, i) => {
+    const why = refusalOf(item, depth);
+    if (why) list[i] = new RefusedItem(why);
+  });
+  return items ? refusalOf({ ...(value as Record<string, unknown>), [items]: [] }) : undefined;
+}

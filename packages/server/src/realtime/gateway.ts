@@ -20,6 +20,8 @@ import type {
   SocketAuth,
 } from '@fieldsync/protocol/events';
 import { AppError } from '../errors.js';
+import { sha256 } from '../lib/hash.js';
+import { refusalOf, screenBatch } from '../lib/values.js';
 import { compileBodyValidator } from '../lib/validation.js';
 import type { Role } from '@fieldsync/protocol/auth';
 import type { ChangeFeed, CommitEvent } from '../sync/feed.js';
@@ -57,12 +59,18 @@ type Principal = SocketPrincipal;
 
 interface SocketData {
   principal?: Principal;
+  /** The credentials it authenticated with (checked again every recheckMs) and their budget key. */
+  credential?: { auth: SocketAuth; key: string };
+  /** `authenticate` attempts so far (the handshake's included). */
+  attempts?: number;
   /** Counted as an online device (undone on disconnect). */
   countedOnline?: boolean;
   /** An `authenticate` event is being checked: a second one must not admit the socket twice. */
   authenticating?: boolean;
   /** The audience keys (`kind:id`) of the scopes its user belongs to: which scoped changes it receives. */
   audiences?: Set<string>;
+  /** Admitted and in its rooms. */
+  ready?: boolean;
 }
 type FsServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type FsSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -72,6 +80,7 @@ export const rooms = {
   tenant: (tenantId: string) => `t:${tenantId}`,
   user: (tenantId: string, userId: string) => `u:${tenantId}:${userId}`,
   device: (tenantId: string, deviceId: string) => `d:${tenantId}:${deviceId}`,
+  credential: (key: string) => `c:${key}`,
 };
 
 // Socket payloads are validated with the protocol's schemas, as HTTP bodies are with theirs.
@@ -94,7 +103,22 @@ export interface GatewayDeps {
    * afterwards the memberships that commits announce keep them current.
    */
   audiencesOf: (tenantId: string, userId: string) => Promise<string[]>;
+  /** Socket events count against the caller's request budget (RATE_LIMIT_PER_MINUTE); none: unlimited. */
+  budget?: { use(key: string): Promise<{ current: number; ttl: number }>; perMinute: number };
+  /** How many sockets one credential may hold (MAX_SOCKETS_PER_CREDENTIAL). */
+  maxSocketsPerCredential?: number;
+  /** How often a live socket's credentials are checked again (AUTH_CACHE_MS, at least 1 s). */
+  recheckMs?: number;
+  /** Forget the cached credentials of a user on this instance (the auth module's cache). */
+  forgetUser?: (userId: string) => void;
 }
+
+/** `authenticate` events a socket may send before it is disconnected. */
+export const MAX_AUTH_ATTEMPTS = 3;
+
+/** The budget key of a credential: the same as the HTTP rate limit's, so both share one budget. */
+export const credentialKey = (auth: SocketAuth) =>
+  'token' in auth ? `t:${sha256(`Bearer ${auth.token}`).slice(0, 32)}` : `k:${sha256(auth.apiKey).slice(0, 32)}`;
 
 /** Appends `value` to the list of `key`. */
 function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V) {
@@ -126,39 +150,73 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
   const log = deps.logger.child({ component: 'gateway' });
   const authTimeoutMs = deps.authTimeoutMs ?? AUTH_DEADLINE_MS;
 
-  const authenticate = async (raw: unknown): Promise<Principal> => {
-    const checked = checkAuth(raw);
-    if (!checked.ok) throw new AppError('UNAUTHORIZED', 'Send {token} or {apiKey, deviceId}');
+  /** Revocations seen per user on this instance: an admission that saw one meanwhile checks again. */
+  const revocations = new Map<string, number>();
+
+  /** Checks credentials (payload rules, schema, the auth module, the device's owner). */
+  const authenticate = async (raw: unknown): Promise<{ principal: Principal; auth: SocketAuth }> => {
+    const refused = refusalOf(raw);
+    const checked = refused ? undefined : checkAuth(raw);
+    if (!checked?.ok) throw new AppError('UNAUTHORIZED', 'Send {token} or {apiKey, deviceId}');
     const auth = checked.value;
     const principal =
       'token' in auth
         ? await deps.auth.authenticateAccessToken(auth.token, { deviceId: auth.deviceId })
         : await deps.auth.authenticateApiKey(auth.apiKey, { agentCode: auth.agentCode, deviceId: auth.deviceId });
     if (principal.deviceId) await deps.devices.claim(principal.tenantId, principal.deviceId, principal.userId);
-    return principal;
+    return { principal, auth };
   };
 
-  /** Puts an authenticated socket in its rooms; undefined when it hung up meanwhile. */
-  const admit = async (socket: FsSocket, principal: Principal): Promise<AuthenticatedPayload | undefined> => {
+  /** How many sockets hold a credential, on every instance. */
+  const socketsOf = async (key: string) =>
+    clustered ? (await io.in(rooms.credential(key)).fetchSockets()).length : (io.of('/').adapter.rooms.get(rooms.credential(key))?.size ?? 0);
+
+  /**
+   * Everything an admission needs that takes a round trip (credentials, the socket limit, the
+   * user's scopes), so that joining the rooms afterwards is synchronous: a socket admitted in
+   * its handshake is in its rooms before the client sees `connect`.
+   */
+  const prepare = async (socket: FsSocket, raw: unknown) => {
+    socket.data.attempts = (socket.data.attempts ?? 0) + 1;
+    const seen = (userId: string) => revocations.get(userId) ?? 0;
+    let { principal, auth } = await authenticate(raw);
+    const before = seen(principal.userId);
+    const key = credentialKey(auth);
+    const max = deps.maxSocketsPerCredential;
+    if (max !== undefined && (await socketsOf(key)) >= max) {
+      throw new AppError('RATE_LIMITED', `This credential holds ${max} sockets already; close one first`);
+    }
     const audiences = await deps.audiencesOf(principal.tenantId, principal.userId);
-    if (!socket.connected) return undefined;
-    socket.data.audiences = new Set(audiences);
+    // A revocation arrived while this was checked (the cache may have answered from before it): again, from the database.
+    if (seen(principal.userId) !== before) ({ principal, auth } = await authenticate(raw));
     socket.data.principal = principal;
-    const joined = [
-      rooms.tenant(principal.tenantId),
-      rooms.user(principal.tenantId, principal.userId),
-    ];
+    socket.data.credential = { auth, key };
+    socket.data.audiences = new Set(audiences);
+  };
+
+  /** Puts a prepared socket in its rooms (synchronously); the `authenticated` payload. */
+  const join = (socket: FsSocket): AuthenticatedPayload => {
+    const principal = socket.data.principal!;
+    const joined = [rooms.tenant(principal.tenantId), rooms.user(principal.tenantId, principal.userId), rooms.credential(socket.data.credential!.key)];
     if (principal.deviceId) {
       joined.push(rooms.device(principal.tenantId, principal.deviceId));
       deps.devices.setOnline(principal.tenantId, principal.deviceId, true);
       socket.data.countedOnline = true;
       deps.devices.recordSeen({ ...principal, deviceId: principal.deviceId }, {});
     }
-    await socket.join(joined);
+    void socket.join(joined);
+    socket.data.ready = true;
     return {
       user: { id: principal.userId, tenantId: principal.tenantId, agentCode: principal.agentCode, role: principal.role },
       deviceId: principal.deviceId ?? null,
     };
+  };
+
+  /** Ends a socket whose credentials no longer hold: `auth_error`, then disconnect; it receives nothing more. */
+  const end = (socket: FsSocket, error: AppError | { code: string; message: string }) => {
+    socket.data.ready = false;
+    socket.emit('auth_error', { error: error.code as never, message: error.message });
+    socket.disconnect(true);
   };
 
   // Handshake auth: a socket that brings credentials is checked before it connects.
@@ -166,9 +224,10 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     const auth = socket.handshake.auth as Record<string, unknown> | undefined;
     if (!auth || Object.keys(auth).length === 0) return next();
     try {
-      socket.data.principal = await authenticate(auth);
+      await prepare(socket, auth);
       next();
     } catch (error) {
+      socket.data.principal = undefined;
       const err = new Error(error instanceof AppError ? error.message : 'Authentication failed') as Error & { data?: unknown };
       err.data = error instanceof AppError ? { error: error.code, message: error.message } : { error: 'UNAUTHORIZED' };
       next(err);
@@ -176,13 +235,20 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
   });
 
   io.on('connection', (socket) => {
-    const requireAuth = <P, R>(handler: (principal: Principal, payload: P) => Promise<R>) =>
+    const requireAuth = <P, R>(handler: (principal: Principal, payload: P) => Promise<R>, opts: { batch?: string } = {}) =>
       async (payload: P, ack?: Ack<R>) => {
         const reply = typeof ack === 'function' ? ack : () => {};
         const principal = socket.data.principal;
-        if (!principal || !socket.rooms.has(rooms.tenant(principal.tenantId))) {
-          return reply(envelope('UNAUTHORIZED', 'Authenticate first'));
+        if (!principal || !socket.data.ready) return reply(envelope('UNAUTHORIZED', 'Authenticate first'));
+        if (deps.budget) {
+          const use = await deps.budget.use(socket.data.credential!.key);
+          if (use.current > deps.budget.perMinute) {
+            return reply({ ...envelope('RATE_LIMITED', `Rate limit of ${deps.budget.perMinute} per minute exceeded`), retryAfterMs: use.ttl } as never);
+          }
         }
+        // The same input rules as HTTP bodies; a batch's refused items fail alone.
+        const refused = opts.batch ? screenBatch(payload, opts.batch) : refusalOf(payload);
+        if (refused) return reply(envelope('BAD_REQUEST', refused));
         try {
           reply({ success: true, data: await handler(principal, payload) });
         } catch (error) {
@@ -192,13 +258,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
 
     let deadline: NodeJS.Timeout | undefined;
     if (socket.data.principal) {
-      admit(socket, socket.data.principal).then(
-        (payload) => payload && socket.emit('authenticated', payload),
-        (error) => {
-          log.error({ err: error }, 'socket admission failed');
-          socket.disconnect(true);
-        },
-      );
+      socket.emit('authenticated', join(socket));
     } else {
       deadline = setTimeout(() => {
         if (!socket.data.principal) {
@@ -215,18 +275,20 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
       if (socket.data.authenticating) return reply(envelope('CONFLICT', 'Authentication already in progress'));
       socket.data.authenticating = true;
       try {
-        const principal = await authenticate(payload);
+        await prepare(socket, payload);
         // Gone (hung up, or past the deadline) while its credentials were checked: admit nothing.
         if (!socket.connected) return;
-        const answer = await admit(socket, principal);
-        if (!answer) return;
+        const answer = join(socket);
         clearTimeout(deadline);
         socket.emit('authenticated', answer);
         reply({ success: true, data: answer });
       } catch (error) {
+        socket.data.principal = undefined;
         const env = toEnvelope(error, log);
         socket.emit('auth_error', { error: env.error, message: env.message });
         reply(env);
+        // Guessing keys on one socket ends after a few tries.
+        if ((socket.data.attempts ?? 0) >= MAX_AUTH_ATTEMPTS) socket.disconnect(true);
       } finally {
         socket.data.authenticating = false;
       }
@@ -248,7 +310,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
         const checked = checkPush(payload);
         if (!checked.ok) throw new AppError('VALIDATION_FAILED', 'Invalid sync:push payload', checked.errors);
         return deps.sync.push(principal, checked.value);
-      }),
+      }, { batch: 'changes' }),
     );
 
     socket.on(
@@ -346,10 +408,48 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
   (io.on as (event: string, listener: (commit: CommitEvent) => void) => void)('fieldsync:commit', deliver);
   const unsubscribe = deps.feed.subscribe(broadcast);
 
+  /** A user's credentials changed: this instance's cache forgets them and admissions in flight check again. */
+  const forget = (userId: string) => {
+    revocations.set(userId, (revocations.get(userId) ?? 0) + 1);
+    deps.forgetUser?.(userId);
+  };
+  (io.on as (event: string, listener: (userId: string) => void) => void)('fieldsync:forget', forget);
+
+  /**
+   * Checks every live socket's credentials again, one check per credential: a revoked key, a
+   * deactivated agent or an expired token ends its sockets. The auth module's cache lives
+   * AUTH_CACHE_MS, so each credential reaches the database at most once per period.
+   */
+  const recheck = async () => {
+    const byKey = new Map<string, FsSocket[]>();
+    for (const socket of io.of('/').sockets.values() as IterableIterator<FsSocket>) {
+      if (socket.data.ready && socket.data.credential) pushTo(byKey, socket.data.credential.key, socket);
+    }
+    for (const sockets of byKey.values()) {
+      try {
+        await authenticate(sockets[0].data.credential!.auth);
+      } catch (error) {
+        if (!(error instanceof AppError) || (error.status !== 401 && error.status !== 403)) {
+          log.warn({ err: error }, 'socket credential check failed');
+          continue;
+        }
+        for (const socket of sockets) end(socket, error);
+      }
+    }
+  };
+  const rechecking = setInterval(() => void recheck(), Math.max(1000, deps.recheckMs ?? 5000));
+  rechecking.unref();
+
   return {
     io,
-    /** Disconnects every socket of a user, on every instance. */
-    disconnectUser(tenantId: string, userId: string) {
+    /**
+     * A user's credentials changed (a key revoked, the agent deactivated): every instance
+     * forgets their cached credentials, and their sockets everywhere end; valid ones reconnect.
+     */
+    revokeUser(tenantId: string, userId: string) {
+      forget(userId);
+      if (clustered) io.serverSideEmit('fieldsync:forget', userId);
+      io.in(rooms.user(tenantId, userId)).emit('auth_error', { error: 'UNAUTHORIZED', message: 'Your credentials changed; authenticate again' });
       io.in(rooms.user(tenantId, userId)).disconnectSockets(true);
     },
     /** Fans out across instances through `adapter` (the Redis adapter). */
@@ -360,6 +460,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     /** Tells every socket of this instance to reconnect elsewhere, then closes them. */
     async shutdown(retryAfterMs = 1000) {
       unsubscribe();
+      clearInterval(rechecking);
       io.local.emit('server_shutdown', { reconnect: true, retryAfterMs });
       io.local.disconnectSockets(true);
     },

@@ -97,10 +97,10 @@ export async function createAgent(app: TestApp, agentCode: string, extra: Record
   return { apiKey: res.body.data.apiKey as string, agent: res.body.data.agent as { id: string; agentCode: string } };
 }
 
-let phoneSeq = 0;
+/** A random start per test process, then a counter: unique within a process (suites have their own databases). */
+let phoneSeq = Math.floor(Math.random() * 4_000_000);
 /** A valid, unique US phone number in E.164 for test contacts. */
 export function uniquePhone(): string {
   phoneSeq++;
-  const n = (Date.now() % 1000) * 10000 + phoneSeq;
-  return `+1415${String(2000000 + (n % 7999999)).padStart(7, '0')}`;
+  return `+1415${String(2000000 + (phoneSeq % 7999999)).padStart(7, '0')}`;
 }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { customAlphabet } from 'nanoid';
 import argon2 from 'argon2';
 
@@ -14,10 +14,7 @@ export function keyPrefix(key: string): string {
   return key.slice(0, 12);
 }
 
-/** SHA-256 hex: how keys and refresh tokens are stored and looked up. */
-export function sha256(value: string): string {
-  return createHash('sha256').update(value).digest('hex');
-}
+export { sha256 } from '../../lib/hash.js';
 
 export function generateRefreshToken(): string {
   return randomBytes(32).toString('base64url');

@@ -76,7 +76,10 @@ export function createDevicesService(deps: { db: Db; flushMs: number; onError?: 
       try {
         await repo.upsertDevices(deps.db, batch);
       } catch (error) {
+        // One row the database refuses must not keep every other device unrecorded: write them
+        // one by one, and drop only the rows that fail on their own.
         deps.onError?.(error);
+        for (const update of batch) await repo.upsertDevices(deps.db, [update]).catch((e: unknown) => deps.onError?.(e));
       }
     });
     return flushing;
