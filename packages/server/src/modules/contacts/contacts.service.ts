@@ -56,8 +56,20 @@ export interface ContactsService {
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultRegion: string }): ContactsService {
+/** The files module's check of a file reference (a 400 naming the field when it is no file of the tenant). */
+export interface FileReferences {
+  assertUsable(tenantId: string, fileId: string, opts?: { userId?: string; field?: string }): Promise<void>;
+}
+
+export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultRegion: string; files?: FileReferences }): ContactsService {
   const { db, feed } = deps;
+
+  /** A photo is an uploaded file of the tenant that the writer may see. */
+  const checkPhoto = async (actor: Actor, fields: { photoFileId?: unknown }) => {
+    if (typeof fields.photoFileId === 'string') {
+      await deps.files?.assertUsable(actor.tenantId, fields.photoFileId, { userId: actor.userId, field: 'photoFileId' });
+    }
+  };
 
   const normalise = <T extends Record<string, unknown>>(input: T): T => normaliseContactFields(input, deps.defaultRegion);
 
@@ -109,6 +121,7 @@ export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultR
   const applyUpdate = async (actor: Actor, id: string, fields: Partial<Record<ContactField, unknown>>, expectedVersion?: number) => {
     if (!UUID_RE.test(id)) throw notFound('Contact');
     const normalised = normalise(fields);
+    await checkPhoto(actor, normalised);
     const committed = await withTenantWrite(db, actor.tenantId, async (tx) => {
       const before = await repo.findContact(tx, actor.tenantId, id);
       if (!before) throw notFound('Contact');
@@ -143,6 +156,14 @@ export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultR
         results[index] = { ok: false, error: (error as Error).message };
       }
     });
+    for (const c of candidates.filter((c) => typeof c.row.photoFileId === 'string')) {
+      try {
+        await checkPhoto(actor, c.row);
+      } catch (error) {
+        results[c.index] = { ok: false, error: (error as Error).message };
+        candidates.splice(candidates.indexOf(c), 1);
+      }
+    }
     if (candidates.length === 0) return results;
     const committed = await withTenantWrite(db, actor.tenantId, async (tx) => {
       // Under the tenant lock no other writer can take a phone between this check and the insert.
@@ -175,6 +196,7 @@ export function createContactsService(deps: { db: Db; feed: ChangeFeed; defaultR
   return {
     async create(actor, input) {
       normalise(input); // throws the 400 with its field details before any write
+      await checkPhoto(actor, input);
       const [result] = await createMany(actor, [input]);
       if (result.ok) return result.contact;
       if (result.existingId) throw duplicate(result.existingId);

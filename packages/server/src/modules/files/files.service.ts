@@ -1,0 +1,387 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { CHUNK_SIZE, type ChunkReceipt, type FileInfo, type FinalizedUpload, type UploadInit, type UploadStatus, type UploadTicket } from '@fieldsync/protocol/files';
+import { pgErrorCode, PgCodes, type Db } from '../../db/db.js';
+import { AppError, invalid, notFound } from '../../errors.js';
+import { isAllowedType, normaliseContentType, sanitiseFilename, type ByteRange } from './files.metadata.js';
+import * as repo from './files.repository.js';
+import type { FileRow, SessionRow } from './files.repository.js';
+import type { FileStorage } from './files.storage.js';
+
+/** Who uploads or reads: every rule is per tenant, and uploads belong to their user. */
+export interface Caller {
+  tenantId: string;
+  userId: string;
+}
+
+/**
+ * A module's say on who may read a file (chat: a file attached to a conversation is for its
+ * participants): `false` hides the file from the user, `true` grants it, `undefined` has no
+ * opinion. A file is visible when some guard grants it or none hides it.
+ */
+export type AttachmentGuard = (tenantId: string, userId: string, fileId: string) => Promise<boolean | undefined>;
+
+export interface FilesLimits {
+  maxBytes: number;
+  allowedTypes: readonly string[];
+  quotaBytes: number;
+  /** How long an unfinished upload lives. */
+  ttlMs: number;
+}
+
+/** Refuses init bodies that would make more chunks than this (send larger chunks). */
+export const MAX_CHUNKS = 10_000;
+/** Rows the expiry sweep deletes per statement. */
+const SWEEP_BATCH = 200;
+/** A crash leftover (chunk folder without a session, half-assembled file) older than this is removed. */
+const ORPHAN_AGE_MS = 60 * 60 * 1000;
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export const fileUrl = (fileId: string) => `/api/files/${fileId}`;
+
+export interface FilesService {
+  /** Opens a chunked upload: validates the declaration and reserves its size against the quota. */
+  initUpload(caller: Caller, input: UploadInit): Promise<UploadTicket>;
+  uploadStatus(caller: Caller, uploadId: string): Promise<UploadStatus>;
+  /**
+   * Streams chunk `index` to disk while hashing it; keeps it only when its SHA-256 is `sha256`.
+   * A chunk already stored with the same checksum is acknowledged again and changes nothing.
+   */
+  receiveChunk(caller: Caller, uploadId: string, index: number, sha256: string, body: Readable, contentLength?: number): Promise<ChunkReceipt>;
+  /** Assembles the chunks into a file once all are there and the whole SHA-256 matches; idempotent. */
+  finalize(caller: Caller, uploadId: string): Promise<FinalizedUpload>;
+
+  /** tus creation: validates and reserves like an init, and records the upload under its id. */
+  createTusUpload(caller: Caller, upload: { id: string; size: number | undefined; filename?: string | null; contentType?: string | null }): Promise<void>;
+  /** tus HEAD/PATCH/DELETE: the caller's upload, else a 404. */
+  tusUpload(caller: Caller, id: string): Promise<FileRow>;
+  /** The last tus byte arrived: the file is ready. */
+  finishTusUpload(caller: Caller, id: string): Promise<void>;
+  /** A tus upload was terminated: its row goes and its reservation comes back. */
+  forgetTusUpload(caller: Caller, id: string): Promise<void>;
+
+  /** A ready file `caller` may read (tenant, attachment guards), else a 404. */
+  readable(caller: Caller, fileId: string): Promise<FileRow>;
+  /** The bytes of a file, or of one range of them. */
+  read(file: FileRow, range?: ByteRange): Readable;
+  /** Lets a module hide files from users (chat: attachments of conversations they are not in). */
+  addAttachmentGuard(guard: AttachmentGuard): void;
+  /**
+   * Throws a 400 naming `field` unless `fileId` is a ready file of the tenant (and visible to
+   * `userId` when given): the check for references to files (contacts' `photoFileId`).
+   */
+  assertUsable(tenantId: string, fileId: string, opts?: { userId?: string; field?: string }): Promise<void>;
+  /** The ready files among `fileIds`, for answers that embed them (chat attachments). */
+  describe(tenantId: string, fileIds: string[]): Promise<FileInfo[]>;
+
+  /** Removes expired sessions and tus uploads with their bytes, and crash leftovers; counts. */
+  removeExpired(): Promise<{ sessions: number; tusUploads: number; orphans: number }>;
+}
+
+export function createFilesService(deps: {
+  db: Db;
+  storage: FileStorage;
+  /** Removes a tus upload's bytes (the tus store). */
+  removeTusUpload: (id: string) => Promise<void>;
+  limits: FilesLimits;
+  now?: () => number;
+}): FilesService {
+  const { db, storage, limits } = deps;
+  const now = deps.now ?? Date.now;
+  const guards: AttachmentGuard[] = [];
+
+  const quotaExceeded = () =>
+    new AppError('QUOTA_EXCEEDED', `This upload would take the organisation past its storage quota of ${limits.quotaBytes} bytes`);
+
+  /** The stored name and type of a declared file, or the 413/415 that refuses it. */
+  const declared = (filename: string | null | undefined, contentType: string | null | undefined, size: number) => {
+    if (size > limits.maxBytes) throw new AppError('PAYLOAD_TOO_LARGE', `Files may be at most ${limits.maxBytes} bytes; this one is ${size}`);
+    const type = contentType ? normaliseContentType(contentType) : undefined;
+    if (!type || !isAllowedType(type, limits.allowedTypes)) {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Content type ${JSON.stringify(contentType ?? null)} is not accepted; allowed: ${limits.allowedTypes.join(', ')}`);
+    }
+    return { filename: sanitiseFilename(filename ?? ''), contentType: type };
+  };
+
+  /** The caller's session, unexpired, else a 404 (another user's or tenant's, or gone). */
+  const liveSession = async (caller: Caller, uploadId: string): Promise<SessionRow> => {
+    const session = UUID_RE.test(uploadId) ? await repo.findSession(db, caller.tenantId, caller.userId, uploadId) : undefined;
+    if (!session || session.expiresAt.getTime() <= now()) throw notFound('Upload');
+    return session;
+  };
+
+  const chunkLength = (s: SessionRow, index: number) => (index < s.totalChunks - 1 ? s.chunkSize : s.size - s.chunkSize * (s.totalChunks - 1));
+
+  const receipt = (s: SessionRow, received: number[]): ChunkReceipt => {
+    const have = new Set(received);
+    const missingChunks: number[] = [];
+    for (let i = 0; i < s.totalChunks; i++) if (!have.has(i)) missingChunks.push(i);
+    return { received: have.size, missingChunks };
+  };
+
+  const finalized = (fileId: string): FinalizedUpload => ({ fileId, url: fileUrl(fileId) });
+
+  /** Gives up a session without a file: its rows, its reservation, its chunks. */
+  const abandon = async (s: SessionRow) => {
+    await db.transaction(async (tx) => {
+      const size = await repo.deleteUnfinishedSession(tx, s.tenantId, s.id);
+      if (size !== undefined) await repo.releaseStorage(tx, s.tenantId, size);
+    });
+    await storage.removeChunks(s.id);
+  };
+
+  /** Whether the guards let `userId` see the file (no guard: the tenant sees its files). */
+  const visible = async (tenantId: string, userId: string, fileId: string) => {
+    if (guards.length === 0) return true;
+    const verdicts = await Promise.all(guards.map((guard) => guard(tenantId, userId, fileId)));
+    return verdicts.includes(true) || !verdicts.includes(false);
+  };
+
+  /** Sums bytes by tenant (what an expiry sweep gives back). */
+  const byTenant = (rows: { tenantId: string; size: number }[]) => {
+    const sums = new Map<string, number>();
+    for (const r of rows) sums.set(r.tenantId, (sums.get(r.tenantId) ?? 0) + r.size);
+    return sums;
+  };
+
+  return {
+    async initUpload(caller, input) {
+      const { filename, contentType } = declared(input.filename, input.contentType, input.size);
+      const chunkSize = input.chunkSize ?? CHUNK_SIZE.default;
+      const totalChunks = Math.ceil(input.size / chunkSize);
+      if (totalChunks > MAX_CHUNKS) {
+        throw invalid('chunkSize', `makes ${totalChunks} chunks of this file, more than ${MAX_CHUNKS}: send larger chunks`);
+      }
+      const id = randomUUID();
+      const expiresAt = new Date(now() + limits.ttlMs);
+      await db.transaction(async (tx) => {
+        if (!(await repo.reserveStorage(tx, caller.tenantId, input.size, limits.quotaBytes))) throw quotaExceeded();
+        await repo.insertSession(tx, {
+          id,
+          tenantId: caller.tenantId,
+          userId: caller.userId,
+          filename,
+          contentType,
+          size: input.size,
+          sha256: input.sha256,
+          chunkSize,
+          totalChunks,
+          expiresAt,
+        });
+      });
+      return { uploadId: id, chunkSize, totalChunks, expiresAt: expiresAt.toISOString() };
+    },
+
+    async uploadStatus(caller, uploadId) {
+      const s = await liveSession(caller, uploadId);
+      const { received, missingChunks } = receipt(s, await repo.receivedChunks(db, s.tenantId, s.id));
+      return {
+        uploadId: s.id,
+        filename: s.filename,
+        contentType: s.contentType,
+        size: s.size,
+        chunkSize: s.chunkSize,
+        totalChunks: s.totalChunks,
+        received,
+        missingChunks,
+        expiresAt: s.expiresAt.toISOString(),
+        fileId: s.fileId,
+        url: s.fileId ? fileUrl(s.fileId) : null,
+      };
+    },
+
+    async receiveChunk(caller, uploadId, index, sha256, body, contentLength) {
+      const s = await liveSession(caller, uploadId);
+      if (index >= s.totalChunks) throw invalid('index', `must be below ${s.totalChunks}, the number of chunks of this upload`);
+      const expected = chunkLength(s, index);
+      if (contentLength !== undefined && contentLength !== expected) {
+        const message = `Chunk ${index} must be ${expected} bytes, not ${contentLength}`;
+        if (contentLength > expected) throw new AppError('PAYLOAD_TOO_LARGE', message);
+        throw new AppError('VALIDATION_FAILED', message, [{ field: 'body', message: `must be ${expected} bytes` }]);
+      }
+      const written = await storage.writeChunk(s.id, index, body, expected);
+      try {
+        if (written.sha256 !== sha256) {
+          throw new AppError('CHECKSUM_MISMATCH', `Chunk ${index} has SHA-256 ${written.sha256}, not ${sha256}: it was not kept; send it again`, [
+            { field: 'X-Chunk-SHA256', message: 'does not match the body' },
+          ]);
+        }
+        const stored = await repo.findChunkSha(db, s.tenantId, s.id, index);
+        if (stored !== undefined) {
+          // A re-send: the stored chunk stays as it is.
+          if (stored !== sha256) throw new AppError('CONFLICT', `Chunk ${index} was already received with another checksum (${stored})`);
+          return receipt(s, await repo.receivedChunks(db, s.tenantId, s.id));
+        }
+        // On disk first, then recorded: a recorded chunk always has its bytes.
+        await storage.keepChunk(written.temp, s.id, index);
+        return receipt(s, await repo.recordChunk(db, s.tenantId, s.id, index, sha256));
+      } catch (error) {
+        // The session expired and was swept while the chunk arrived.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' || pgErrorCode(error) === PgCodes.foreignKeyViolation) throw notFound('Upload');
+        throw error;
+      } finally {
+        await storage.discard(written.temp);
+      }
+    },
+
+    async finalize(caller, uploadId) {
+      const s = await liveSession(caller, uploadId);
+      if (s.fileId) return finalized(s.fileId);
+      const { missingChunks } = receipt(s, await repo.receivedChunks(db, s.tenantId, s.id));
+      if (missingChunks.length > 0) {
+        throw new AppError('INCOMPLETE', `${missingChunks.length} of ${s.totalChunks} chunks have not arrived`, [
+          { field: 'missingChunks', message: 'send these chunks, then finalize again', missingChunks },
+        ]);
+      }
+      /** Another finalize (or the expiry sweep) got there first: its outcome is the answer. */
+      const outcomeOfOther = async () => {
+        const again = await repo.findSession(db, s.tenantId, caller.userId, s.id);
+        if (again?.fileId) return finalized(again.fileId);
+        throw notFound('Upload');
+      };
+      const fileId = randomUUID();
+      let assembled: { sha256: string; temp: string };
+      try {
+        assembled = await storage.assemble(s.id, s.totalChunks, fileId);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return outcomeOfOther();
+        throw error;
+      }
+      if (assembled.sha256 !== s.sha256) {
+        await storage.discard(assembled.temp);
+        await abandon(s);
+        throw new AppError(
+          'CHECKSUM_MISMATCH',
+          `The assembled file has SHA-256 ${assembled.sha256}, not the ${s.sha256} declared at init: no file was made and the upload was discarded`,
+          [{ field: 'sha256', message: 'does not match the chunks sent' }],
+        );
+      }
+      const storageName = await storage.keepBlob(assembled.temp, fileId);
+      const bound = await db.transaction(async (tx) => {
+        if (!(await repo.bindSessionFile(tx, s.tenantId, s.id, fileId))) return false;
+        // The session's reservation becomes the file's: usage does not change.
+        await repo.insertFile(tx, {
+          id: fileId,
+          tenantId: s.tenantId,
+          ownerId: caller.userId,
+          protocol: 'chunked',
+          status: 'ready',
+          filename: s.filename,
+          contentType: s.contentType,
+          size: s.size,
+          sha256: s.sha256,
+          storageName,
+        });
+        return true;
+      });
+      if (!bound) {
+        await storage.discard(storage.pathOf(storageName));
+        return outcomeOfOther();
+      }
+      await storage.removeChunks(s.id);
+      return finalized(fileId);
+    },
+
+    async createTusUpload(caller, upload) {
+      if (upload.size === undefined) throw invalid('Upload-Length', 'is required (deferred lengths are not accepted)');
+      const { filename, contentType } = declared(upload.filename, upload.contentType, upload.size);
+      await db.transaction(async (tx) => {
+        if (!(await repo.reserveStorage(tx, caller.tenantId, upload.size!, limits.quotaBytes))) throw quotaExceeded();
+        await repo.insertFile(tx, {
+          id: upload.id,
+          tenantId: caller.tenantId,
+          ownerId: caller.userId,
+          protocol: 'tus',
+          status: 'uploading',
+          filename,
+          contentType,
+          size: upload.size!,
+          sha256: null,
+          storageName: `tus/${upload.id}`,
+          expiresAt: new Date(now() + limits.ttlMs),
+        });
+      });
+    },
+
+    async tusUpload(caller, id) {
+      const file = UUID_RE.test(id) ? await repo.findFile(db, caller.tenantId, id) : undefined;
+      if (!file || file.protocol !== 'tus' || file.ownerId !== caller.userId) throw notFound('Upload');
+      if (file.status === 'uploading' && file.expiresAt && file.expiresAt.getTime() <= now()) throw new AppError('UPLOAD_EXPIRED', 'This upload has expired');
+      return file;
+    },
+
+    async finishTusUpload(caller, id) {
+      const sha256 = await storage.hashFile(`tus/${id}`);
+      if (!(await repo.markFileReady(db, caller.tenantId, id, sha256))) throw notFound('Upload');
+    },
+
+    async forgetTusUpload(caller, id) {
+      await db.transaction(async (tx) => {
+        const size = await repo.deleteUploadingFile(tx, caller.tenantId, id);
+        if (size !== undefined) await repo.releaseStorage(tx, caller.tenantId, size);
+      });
+    },
+
+    async readable(caller, fileId) {
+      const file = UUID_RE.test(fileId) ? await repo.findFile(db, caller.tenantId, fileId) : undefined;
+      if (!file || file.status !== 'ready' || !(await visible(caller.tenantId, caller.userId, fileId))) throw notFound('File');
+      return file;
+    },
+
+    read(file, range) {
+      return createReadStream(storage.pathOf(file.storageName), range ? { start: range.start, end: range.end } : {});
+    },
+
+    addAttachmentGuard(guard) {
+      guards.push(guard);
+    },
+
+    async assertUsable(tenantId, fileId, opts = {}) {
+      const file = UUID_RE.test(fileId) ? await repo.findFile(db, tenantId, fileId) : undefined;
+      const usable = file?.status === 'ready' && (opts.userId === undefined || (await visible(tenantId, opts.userId, fileId)));
+      if (!usable) throw invalid(opts.field ?? 'fileId', 'does not name an uploaded file of this organisation');
+    },
+
+    async describe(tenantId, fileIds) {
+      const ids = fileIds.filter((id) => UUID_RE.test(id));
+      if (ids.length === 0) return [];
+      const files = await repo.findReadyFiles(db, tenantId, ids);
+      return files.map((f) => ({ fileId: f.id, filename: f.filename, contentType: f.contentType, size: f.size, url: fileUrl(f.id) }));
+    },
+
+    async removeExpired() {
+      const at = new Date(now());
+      let sessions = 0;
+      for (;;) {
+        const expired = await db.transaction(async (tx) => {
+          const rows = await repo.deleteExpiredSessions(tx, at, SWEEP_BATCH);
+          for (const [tenantId, bytes] of byTenant(rows.filter((r) => !r.fileId))) await repo.releaseStorage(tx, tenantId, bytes);
+          return rows;
+        });
+        for (const row of expired) await storage.removeChunks(row.id);
+        sessions += expired.length;
+        if (expired.length < SWEEP_BATCH) break;
+      }
+      let tusUploads = 0;
+      for (;;) {
+        const expired = await db.transaction(async (tx) => {
+          const rows = await repo.deleteExpiredUploads(tx, at, SWEEP_BATCH);
+          for (const [tenantId, bytes] of byTenant(rows)) await repo.releaseStorage(tx, tenantId, bytes);
+          return rows;
+        });
+        for (const row of expired) await deps.removeTusUpload(row.id).catch(() => {});
+        tusUploads += expired.length;
+        if (expired.length < SWEEP_BATCH) break;
+      }
+      // What a crash left between a disk write and its row.
+      const stale = await storage.staleEntries(Math.min(ORPHAN_AGE_MS, limits.ttlMs), now());
+      const live = await repo.existingSessionIds(db, stale.chunkDirs);
+      const orphanDirs = stale.chunkDirs.filter((id) => !live.has(id));
+      for (const id of orphanDirs) await storage.removeChunks(id);
+      for (const name of stale.partialBlobs) await storage.discard(storage.pathOf(name));
+      return { sessions, tusUploads, orphans: orphanDirs.length + stale.partialBlobs.length };
+    },
+  };
+}
