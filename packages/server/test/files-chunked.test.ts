@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends } from './helpers/test-db.js';
@@ -66,8 +66,8 @@ describe.each(backends)('chunked uploads on %s', (backend) => {
     expect(file.headers.get('content-type')).toBe('image/jpeg');
     expect(file.headers.get('content-length')).toBe(String(data.length));
     expect(file.headers.get('content-disposition')).toBe(`attachment; filename="site-visit.jpg"; filename*=UTF-8''site-visit.jpg`);
-    // The chunks are gone once the file is made; the file is one blob under a generated name.
-    expect(existsSync(join(app.uploadDir, 'chunks', uploadId))).toBe(false);
+    // The upload's part file became the file: one blob under a generated name.
+    expect(existsSync(join(app.uploadDir, 'chunks', `${uploadId}.part`))).toBe(false);
     expect(filesUnder(app.uploadDir)).toContain(`blobs/${fileId}`);
   });
 
@@ -110,10 +110,14 @@ describe.each(backends)('chunked uploads on %s', (backend) => {
     expect(res.status).toBe(400);
     expect(res.body).toMatchObject({ success: false, error: 'CHECKSUM_MISMATCH' });
     expect((await app.api('GET', `/api/uploads/${uploadId}`)).body.data).toMatchObject({ received: 0, missingChunks: [0, 1] });
-    // Neither the chunk nor its temporary file stays on disk.
-    expect(filesUnder(join(app.uploadDir, 'chunks', uploadId))).toEqual([]);
     // The right bytes are then taken.
     expect((await putChunk(app, uploadId, 0, c0)).body.data).toEqual({ received: 1, missingChunks: [1] });
+    // A corrupted re-send of a stored chunk changes nothing of it.
+    expect((await putChunk(app, uploadId, 0, corrupted, { sha: sha256(c0) })).status).toBe(400);
+    await putChunk(app, uploadId, 1, data.subarray(64 * KiB));
+    const done = await app.api('POST', `/api/uploads/${uploadId}/finalize`);
+    expect(done.status).toBe(200);
+    expect((await download(app, done.body.data.url)).bytes.equals(data)).toBe(true);
   });
 
   it('answers 409 INCOMPLETE with the missing chunks when finalized early, and makes no file', async () => {
@@ -138,7 +142,7 @@ describe.each(backends)('chunked uploads on %s', (backend) => {
     expect(res.status).toBe(400);
     expect(res.body).toMatchObject({ success: false, error: 'CHECKSUM_MISMATCH' });
     expect(filesUnder(join(app.uploadDir, 'blobs'))).toEqual(blobsBefore);
-    expect(existsSync(join(app.uploadDir, 'chunks', uploadId))).toBe(false);
+    expect(existsSync(join(app.uploadDir, 'chunks', `${uploadId}.part`))).toBe(false);
     expect((await app.api('GET', `/api/uploads/${uploadId}`)).status).toBe(404);
     expect(await usedBytes(app, tenantId)).toBe(before);
   });
@@ -190,7 +194,7 @@ describe.each(backends)('chunked uploads on %s', (backend) => {
       expect({ status: res.status, error: res.body?.error }).toEqual({ status, error });
     }
     expect((await app.api('GET', `/api/uploads/${uploadId}`)).body.data).toMatchObject({ received: 0, missingChunks: [0, 1] });
-    expect(filesUnder(join(app.uploadDir, 'chunks', uploadId))).toEqual([]);
+    expect(existsSync(join(app.uploadDir, 'chunks', `${uploadId}.part`))).toBe(false);
     // Only the one good init was recorded and reserved.
     expect((await app.testDb.db.query('SELECT 1 FROM upload_sessions')).rowCount).toBe(sessionsBefore + 1);
     expect(await usedBytes(app, tenantId)).toBe(usedBefore + data.length);
@@ -214,7 +218,7 @@ describe.each(backends)('chunked uploads on %s', (backend) => {
       expect(disposition).toBe(`attachment; filename="${stored.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(stored)}`);
     }
     // Every stored byte is under a generated name: no client-given name appears on disk.
-    for (const path of filesUnder(app.uploadDir)) expect(path).toMatch(/^(blobs|tus)\/[0-9a-f-]{36}(\.json)?$|^chunks\/[0-9a-f-]{36}\/\d+$/);
+    for (const path of filesUnder(app.uploadDir)) expect(path).toMatch(/^(blobs|tus)\/[0-9a-f-]{36}(\.json)?$|^chunks\/[0-9a-f-]{36}\.part$/);
   });
 
   it('keeps uploads and files in their tenant: 404 for another tenant, 401 without credentials', async () => {
@@ -336,15 +340,28 @@ describe.each(backends)('chunked uploads on %s', (backend) => {
     // Expired is gone for clients at once, before the sweep.
     expect((await putChunk(app, uploadId, 1, data.subarray(64 * KiB))).status).toBe(404);
     expect((await app.api('POST', `/api/uploads/${uploadId}/finalize`)).status).toBe(404);
-    expect(existsSync(join(app.uploadDir, 'chunks', uploadId))).toBe(true);
+    expect(existsSync(join(app.uploadDir, 'chunks', `${uploadId}.part`))).toBe(true);
 
     await app.built.services.uploadsExpiry.tick();
     const { rows } = await app.testDb.db.query('SELECT id FROM upload_sessions WHERE id = ANY($1::uuid[])', [[uploadId, finished.uploadId]]);
     expect(rows).toEqual([]);
     expect((await app.testDb.db.query('SELECT 1 FROM upload_chunks WHERE upload_id = $1', [uploadId])).rowCount).toBe(0);
-    expect(existsSync(join(app.uploadDir, 'chunks', uploadId))).toBe(false);
+    expect(existsSync(join(app.uploadDir, 'chunks', `${uploadId}.part`))).toBe(false);
     expect(await usedBytes(app, tenantId)).toBe(used + 1000);
     expect((await download(app, finished.url)).status).toBe(200);
+  });
+
+  it('removes part files that no session owns (a crash leftover) once they are an hour old', async () => {
+    const stray = join(app.uploadDir, 'chunks', '0b4f3c1e-1111-4000-8000-000000000000.part');
+    const fresh = join(app.uploadDir, 'chunks', '0b4f3c1e-2222-4000-8000-000000000000.part');
+    writeFileSync(stray, 'left behind');
+    writeFileSync(fresh, 'being written');
+    const hoursAgo = new Date(Date.now() - 2 * 3600 * 1000);
+    utimesSync(stray, hoursAgo, hoursAgo);
+    await app.built.services.uploadsExpiry.tick();
+    expect(existsSync(stray)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
+    rmSync(fresh);
   });
 });
 
@@ -413,6 +430,6 @@ describe.each(backends)('upload expiry by TTL on %s', (backend) => {
     expect((await app.api('GET', `/api/uploads/${uploadId}`)).status).toBe(404);
     await app.built.services.uploadsExpiry.tick();
     expect((await app.testDb.db.query('SELECT 1 FROM upload_sessions WHERE id = $1', [uploadId])).rowCount).toBe(0);
-    expect(existsSync(join(app.uploadDir, 'chunks', uploadId))).toBe(false);
+    expect(existsSync(join(app.uploadDir, 'chunks', `${uploadId}.part`))).toBe(false);
   });
 });

@@ -32,8 +32,8 @@ function rssPeak(pid: number, everyMs = 20) {
 
 /**
  * A 100 MiB upload through the chunked API on loopback: init, 100 chunks of 1 MiB (4 in
- * flight, each hashed and written by the server as it streams in), finalize (the chunks
- * assembled by streaming, hashed, flushed to disk). Throughput is the file's bytes over the
+ * flight, each hashed and written at its offset by the server as it streams in), finalize
+ * (the whole file hashed by streaming, flushed to disk, renamed). Throughput is the file's bytes over the
  * time from init to the finalize's answer; the server's memory is read after a forced GC
  * before and after, and its RSS sampled during the upload for the peak. Limit: the same
  * bytes written to one file and hashed once, flushed to disk, without the server.
@@ -78,7 +78,7 @@ export const upload: Scenario = {
           limit: mbPerS(Math.min(...limitRuns)),
           limitWhat,
         }),
-        metric({ key: 'upload.finalize', label: 'finalize (assemble, hash, flush)', unit: 'ms', value: round(best.finalizeMs), better: 'lower' }),
+        metric({ key: 'upload.finalize', label: 'finalize (hash, flush, rename)', unit: 'ms', value: round(best.finalizeMs), better: 'lower' }),
         metric({ key: 'upload.chunk.p95', label: 'chunk PUT p95', unit: 'ms', value: round(chunks.p95), better: 'lower' }),
         metric({
           key: 'upload.rss.peak',

@@ -34,7 +34,7 @@ export interface FilesLimits {
 export const MAX_CHUNKS = 10_000;
 /** Rows the expiry sweep deletes per statement. */
 const SWEEP_BATCH = 200;
-/** A crash leftover (chunk folder without a session, half-assembled file) older than this is removed. */
+/** A part file without a session (a crash, a chunk racing the sweep) older than this is removed. */
 const ORPHAN_AGE_MS = 60 * 60 * 1000;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -46,11 +46,12 @@ export interface FilesService {
   initUpload(caller: Caller, input: UploadInit): Promise<UploadTicket>;
   uploadStatus(caller: Caller, uploadId: string): Promise<UploadStatus>;
   /**
-   * Streams chunk `index` to disk while hashing it; keeps it only when its SHA-256 is `sha256`.
-   * A chunk already stored with the same checksum is acknowledged again and changes nothing.
+   * Streams chunk `index` into the upload's part file at its offset while hashing it; records it
+   * only when its SHA-256 is `sha256`. A chunk already recorded is not written again: a re-send
+   * with the same checksum is acknowledged and changes nothing.
    */
   receiveChunk(caller: Caller, uploadId: string, index: number, sha256: string, body: Readable, contentLength?: number): Promise<ChunkReceipt>;
-  /** Assembles the chunks into a file once all are there and the whole SHA-256 matches; idempotent. */
+  /** Makes the file once every chunk is there and the whole SHA-256 matches (the part file, flushed and renamed); idempotent. */
   finalize(caller: Caller, uploadId: string): Promise<FinalizedUpload>;
 
   /** tus creation: validates and reserves like an init, and records the upload under its id. */
@@ -91,6 +92,10 @@ export function createFilesService(deps: {
   const { db, storage, limits } = deps;
   const now = deps.now ?? Date.now;
   const guards: AttachmentGuard[] = [];
+  /** Chunks being written on this instance (`uploadId:index`): one writer per chunk. */
+  const receiving = new Set<string>();
+  /** Finalizes running on this instance, by upload. */
+  const finalizing = new Map<string, Promise<FinalizedUpload>>();
 
   const quotaExceeded = () =>
     new AppError('QUOTA_EXCEEDED', `This upload would take the organisation past its storage quota of ${limits.quotaBytes} bytes`);
@@ -129,7 +134,7 @@ export function createFilesService(deps: {
       const size = await repo.deleteUnfinishedSession(tx, s.tenantId, s.id);
       if (size !== undefined) await repo.releaseStorage(tx, s.tenantId, size);
     });
-    await storage.removeChunks(s.id);
+    await storage.removeUpload(s.id);
   };
 
   /** Whether the guards let `userId` see the file (no guard: the tenant sees its files). */
@@ -201,28 +206,35 @@ export function createFilesService(deps: {
         if (contentLength > expected) throw new AppError('PAYLOAD_TOO_LARGE', message);
         throw new AppError('VALIDATION_FAILED', message, [{ field: 'body', message: `must be ${expected} bytes` }]);
       }
-      const written = await storage.writeChunk(s.id, index, body, expected);
+      // A stored chunk is never written again: a re-send is only hashed, to answer it.
+      const stored = await repo.findChunkSha(db, s.tenantId, s.id, index);
+      const key = `${s.id}:${index}`;
+      if (stored === undefined && receiving.has(key)) {
+        throw new AppError('CONFLICT', `Chunk ${index} is arriving in another request; send it again when that one has answered`);
+      }
+      if (stored === undefined) receiving.add(key);
       try {
-        if (written.sha256 !== sha256) {
-          throw new AppError('CHECKSUM_MISMATCH', `Chunk ${index} has SHA-256 ${written.sha256}, not ${sha256}: it was not kept; send it again`, [
+        const actual = await storage.receiveChunk(s.id, index * s.chunkSize, body, expected, stored === undefined);
+        if (actual !== sha256) {
+          // Written in place but not recorded: still missing, overwritten by the next send.
+          throw new AppError('CHECKSUM_MISMATCH', `Chunk ${index} has SHA-256 ${actual}, not ${sha256}: it was not kept; send it again`, [
             { field: 'X-Chunk-SHA256', message: 'does not match the body' },
           ]);
         }
-        const stored = await repo.findChunkSha(db, s.tenantId, s.id, index);
         if (stored !== undefined) {
-          // A re-send: the stored chunk stays as it is.
           if (stored !== sha256) throw new AppError('CONFLICT', `Chunk ${index} was already received with another checksum (${stored})`);
           return receipt(s, await repo.receivedChunks(db, s.tenantId, s.id));
         }
-        // On disk first, then recorded: a recorded chunk always has its bytes.
-        await storage.keepChunk(written.temp, s.id, index);
         return receipt(s, await repo.recordChunk(db, s.tenantId, s.id, index, sha256));
       } catch (error) {
-        // The session expired and was swept while the chunk arrived.
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT' || pgErrorCode(error) === PgCodes.foreignKeyViolation) throw notFound('Upload');
+        if (pgErrorCode(error) === PgCodes.foreignKeyViolation) {
+          // The session expired and was swept while the chunk arrived: its bytes go too.
+          await storage.removeUpload(s.id);
+          throw notFound('Upload');
+        }
         throw error;
       } finally {
-        await storage.discard(written.temp);
+        if (stored === undefined) receiving.delete(key);
       }
     },
 
@@ -241,47 +253,57 @@ export function createFilesService(deps: {
         if (again?.fileId) return finalized(again.fileId);
         throw notFound('Upload');
       };
-      const fileId = randomUUID();
-      let assembled: { sha256: string; temp: string };
-      try {
-        assembled = await storage.assemble(s.id, s.totalChunks, fileId);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return outcomeOfOther();
-        throw error;
-      }
-      if (assembled.sha256 !== s.sha256) {
-        await storage.discard(assembled.temp);
-        await abandon(s);
-        throw new AppError(
-          'CHECKSUM_MISMATCH',
-          `The assembled file has SHA-256 ${assembled.sha256}, not the ${s.sha256} declared at init: no file was made and the upload was discarded`,
-          [{ field: 'sha256', message: 'does not match the chunks sent' }],
-        );
-      }
-      const storageName = await storage.keepBlob(assembled.temp, fileId);
-      const bound = await db.transaction(async (tx) => {
-        if (!(await repo.bindSessionFile(tx, s.tenantId, s.id, fileId))) return false;
-        // The session's reservation becomes the file's: usage does not change.
-        await repo.insertFile(tx, {
-          id: fileId,
-          tenantId: s.tenantId,
-          ownerId: caller.userId,
-          protocol: 'chunked',
-          status: 'ready',
-          filename: s.filename,
-          contentType: s.contentType,
-          size: s.size,
-          sha256: s.sha256,
-          storageName,
-        });
-        return true;
-      });
-      if (!bound) {
-        await storage.discard(storage.pathOf(storageName));
+      // One finalize of an upload at a time here; another instance's is settled by the database.
+      const running = finalizing.get(s.id);
+      if (running) {
+        await running.catch(() => {});
         return outcomeOfOther();
       }
-      await storage.removeChunks(s.id);
-      return finalized(fileId);
+      const work = (async () => {
+        let actual: string;
+        try {
+          actual = await storage.hashUpload(s.id);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return outcomeOfOther();
+          throw error;
+        }
+        if (actual !== s.sha256) {
+          await abandon(s);
+          throw new AppError(
+            'CHECKSUM_MISMATCH',
+            `The assembled file has SHA-256 ${actual}, not the ${s.sha256} declared at init: no file was made and the upload was discarded`,
+            [{ field: 'sha256', message: 'does not match the chunks sent' }],
+          );
+        }
+        const fileId = randomUUID();
+        const bound = await db.transaction(async (tx) => {
+          // Locks the session row: a finalize on another instance waits, then finds it bound.
+          if (!(await repo.bindSessionFile(tx, s.tenantId, s.id, fileId))) return false;
+          // The session's reservation becomes the file's: usage does not change.
+          await repo.insertFile(tx, {
+            id: fileId,
+            tenantId: s.tenantId,
+            ownerId: caller.userId,
+            protocol: 'chunked',
+            status: 'ready',
+            filename: s.filename,
+            contentType: s.contentType,
+            size: s.size,
+            sha256: s.sha256,
+            storageName: `blobs/${fileId}`,
+          });
+          // Flushed and in place before the row commits; a failure here rolls the row back.
+          await storage.keepUpload(s.id, fileId);
+          return true;
+        });
+        return bound ? finalized(fileId) : outcomeOfOther();
+      })();
+      finalizing.set(s.id, work);
+      try {
+        return await work;
+      } finally {
+        finalizing.delete(s.id);
+      }
     },
 
     async createTusUpload(caller, upload) {
@@ -360,7 +382,7 @@ export function createFilesService(deps: {
           for (const [tenantId, bytes] of byTenant(rows.filter((r) => !r.fileId))) await repo.releaseStorage(tx, tenantId, bytes);
           return rows;
         });
-        for (const row of expired) await storage.removeChunks(row.id);
+        for (const row of expired) await storage.removeUpload(row.id);
         sessions += expired.length;
         if (expired.length < SWEEP_BATCH) break;
       }
@@ -375,13 +397,12 @@ export function createFilesService(deps: {
         tusUploads += expired.length;
         if (expired.length < SWEEP_BATCH) break;
       }
-      // What a crash left between a disk write and its row.
-      const stale = await storage.staleEntries(Math.min(ORPHAN_AGE_MS, limits.ttlMs), now());
-      const live = await repo.existingSessionIds(db, stale.chunkDirs);
-      const orphanDirs = stale.chunkDirs.filter((id) => !live.has(id));
-      for (const id of orphanDirs) await storage.removeChunks(id);
-      for (const name of stale.partialBlobs) await storage.discard(storage.pathOf(name));
-      return { sessions, tusUploads, orphans: orphanDirs.length + stale.partialBlobs.length };
+      // Part files whose session is gone (a chunk that arrived as its session was swept, a crash).
+      const stale = await storage.staleUploads(Math.min(ORPHAN_AGE_MS, limits.ttlMs), now());
+      const live = await repo.existingSessionIds(db, stale);
+      const orphans = stale.filter((id) => !live.has(id));
+      for (const id of orphans) await storage.removeUpload(id);
+      return { sessions, tusUploads, orphans: orphans.length };
     },
   };
 }
