@@ -297,6 +297,29 @@ describe.each(backends)('chunked uploads on %s', (backend) => {
     expect((await download(app, loose.url, {}, outsider.apiKey)).status).toBe(200);
     participants.add(outsider.agent.id);
     expect((await download(app, attached.url, {}, outsider.apiKey)).status).toBe(200);
+    // What chat embeds in a message: the files' descriptions, ready files of the tenant only.
+    const described = await app.built.services.files.describe(tenantId, [attached.fileId, 'not-an-id', '6f1c2b8e-0000-4000-8000-000000000000']);
+    expect(described).toEqual([{ fileId: attached.fileId, filename: 'a.png', contentType: 'image/png', size: 500, url: attached.url }]);
+  });
+
+  it('documents the file API in the OpenAPI document', async () => {
+    const doc = (await app.api('GET', '/docs/json', { key: null })).body;
+    const op = (path: string, method: string) => doc.paths[path]?.[method];
+    for (const [path, method] of [
+      ['/api/uploads/init', 'post'],
+      ['/api/uploads/{uploadId}', 'get'],
+      ['/api/uploads/{uploadId}/chunks/{index}', 'put'],
+      ['/api/uploads/{uploadId}/finalize', 'post'],
+      ['/api/files/{fileId}', 'get'],
+      ['/api/files/tus/', 'post'],
+      ['/api/files/tus/{fileId}', 'patch'],
+      ['/api/files/tus/{fileId}', 'head'],
+      ['/api/files/tus/{fileId}', 'delete'],
+    ]) {
+      expect(op(path, method)?.summary, `${method} ${path}`).toEqual(expect.any(String));
+    }
+    expect(Object.keys(op('/api/files/{fileId}', 'get').responses)).toEqual(expect.arrayContaining(['200', '206', '401', '404', '416']));
+    expect(Object.keys(op('/api/uploads/init', 'post').responses)).toEqual(expect.arrayContaining(['201', '400', '413', '415']));
   });
 
   it("takes a contact's photoFileId only when it names a file of the same tenant", async () => {
