@@ -87,13 +87,21 @@ export async function findSession(q: Queryable, tenantId: string, userId: string
   return rows[0];
 }
 
-/** The checksum chunk `index` of a session was stored with, if it was. */
-export async function findChunkSha(q: Queryable, tenantId: string, uploadId: string, index: number): Promise<string | undefined> {
-  const { rows } = await q.query<{ sha256: string }>(
-    'SELECT sha256 FROM upload_chunks WHERE tenant_id = $1 AND upload_id = $2 AND chunk_index = $3',
-    [tenantId, uploadId, index],
+/** A session of `userId` with the checksum its chunk `index` was stored with (null when not stored): one round trip per chunk. */
+export async function findSessionChunk(
+  q: Queryable,
+  tenantId: string,
+  userId: string,
+  id: string,
+  index: number,
+): Promise<(SessionRow & { chunkSha: string | null }) | undefined> {
+  const { rows } = await q.query<SessionRow & { chunkSha: string | null }>(
+    `SELECT ${SESSION_COLUMNS},
+       (SELECT c.sha256 FROM upload_chunks c WHERE c.tenant_id = $1 AND c.upload_id = s.id AND c.chunk_index = $4) AS "chunkSha"
+     FROM upload_sessions s WHERE s.tenant_id = $1 AND s.id = $2 AND s.user_id = $3`,
+    [tenantId, id, userId, index],
   );
-  return rows[0]?.sha256;
+  return rows[0];
 }
 
 /** Records chunk `index` as stored (a second record of it changes nothing); the indexes stored since. */

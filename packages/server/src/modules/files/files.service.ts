@@ -111,11 +111,13 @@ export function createFilesService(deps: {
   };
 
   /** The caller's session, unexpired, else a 404 (another user's or tenant's, or gone). */
-  const liveSession = async (caller: Caller, uploadId: string): Promise<SessionRow> => {
-    const session = UUID_RE.test(uploadId) ? await repo.findSession(db, caller.tenantId, caller.userId, uploadId) : undefined;
+  const liveSession = async <T extends SessionRow>(uploadId: string, find: () => Promise<T | undefined>): Promise<T> => {
+    const session = UUID_RE.test(uploadId) ? await find() : undefined;
     if (!session || session.expiresAt.getTime() <= now()) throw notFound('Upload');
     return session;
   };
+  const callersSession = (caller: Caller, uploadId: string) =>
+    liveSession(uploadId, () => repo.findSession(db, caller.tenantId, caller.userId, uploadId));
 
   const chunkLength = (s: SessionRow, index: number) => (index < s.totalChunks - 1 ? s.chunkSize : s.size - s.chunkSize * (s.totalChunks - 1));
 
@@ -180,7 +182,7 @@ export function createFilesService(deps: {
     },
 
     async uploadStatus(caller, uploadId) {
-      const s = await liveSession(caller, uploadId);
+      const s = await callersSession(caller, uploadId);
       const { received, missingChunks } = receipt(s, await repo.receivedChunks(db, s.tenantId, s.id));
       return {
         uploadId: s.id,
@@ -198,7 +200,7 @@ export function createFilesService(deps: {
     },
 
     async receiveChunk(caller, uploadId, index, sha256, body, contentLength) {
-      const s = await liveSession(caller, uploadId);
+      const s = await liveSession(uploadId, () => repo.findSessionChunk(db, caller.tenantId, caller.userId, uploadId, index));
       if (index >= s.totalChunks) throw invalid('index', `must be below ${s.totalChunks}, the number of chunks of this upload`);
       const expected = chunkLength(s, index);
       if (contentLength !== undefined && contentLength !== expected) {
@@ -207,7 +209,7 @@ export function createFilesService(deps: {
         throw new AppError('VALIDATION_FAILED', message, [{ field: 'body', message: `must be ${expected} bytes` }]);
       }
       // A stored chunk is never written again: a re-send is only hashed, to answer it.
-      const stored = await repo.findChunkSha(db, s.tenantId, s.id, index);
+      const stored = s.chunkSha ?? undefined;
       const key = `${s.id}:${index}`;
       if (stored === undefined && receiving.has(key)) {
         throw new AppError('CONFLICT', `Chunk ${index} is arriving in another request; send it again when that one has answered`);
@@ -239,7 +241,7 @@ export function createFilesService(deps: {
     },
 
     async finalize(caller, uploadId) {
-      const s = await liveSession(caller, uploadId);
+      const s = await callersSession(caller, uploadId);
       if (s.fileId) return finalized(s.fileId);
       const { missingChunks } = receipt(s, await repo.receivedChunks(db, s.tenantId, s.id));
       if (missingChunks.length > 0) {

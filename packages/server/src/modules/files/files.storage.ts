@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
@@ -86,10 +86,9 @@ export async function createFileStorage(rootDir: string): Promise<FileStorage> {
       });
       let sink: Writable;
       if (write) {
-        const path = partOf(uploadId);
-        // Created on the first chunk, never truncated: other chunks may be in it already.
-        await (await open(path, 'a')).close();
-        sink = createWriteStream(path, { flags: 'r+', start: offset, highWaterMark: 1 << 20 });
+        // Created by the first chunk, never truncated (other chunks may be in it), written at offsets.
+        const handle = await open(partOf(uploadId), constants.O_RDWR | constants.O_CREAT);
+        sink = handle.createWriteStream({ start: offset });
       } else {
         sink = new Writable({ write: (_chunk, _encoding, done) => done() });
       }
