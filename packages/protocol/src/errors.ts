@@ -78,6 +78,14 @@ export const ErrorCatalogue = {
     status: 409,
     meaning: 'An upload was finalized before all its chunks arrived; `details` lists the missing chunks.',
   },
+  UPLOAD_EXPIRED: {
+    status: 410,
+    meaning: 'A tus upload past its expiry: it and its bytes are gone; start a new upload.',
+  },
+  PRECONDITION_FAILED: {
+    status: 412,
+    meaning: 'A tus request without a supported Tus-Resumable version.',
+  },
   PAYLOAD_TOO_LARGE: {
     status: 413,
     perChange: true,
@@ -87,6 +95,10 @@ export const ErrorCatalogue = {
   QUOTA_EXCEEDED: {
     status: 413,
     meaning: "The upload would take the tenant's stored files past its storage quota.",
+  },
+  RANGE_NOT_SATISFIABLE: {
+    status: 416,
+    meaning: 'A download `Range` outside the file.',
   },
   URI_TOO_LONG: {
     status: 414,

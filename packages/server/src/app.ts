@@ -47,6 +47,11 @@ import { createConflictsService } from './modules/conflicts/conflicts.service.js
 import { conflictsRoutes } from './modules/conflicts/conflicts.routes.js';
 import { pushRoutes } from './modules/sync/push.routes.js';
 import { registerIdempotency } from './http/idempotency.js';
+import { createFileStorage } from './modules/files/files.storage.js';
+import { createFilesService } from './modules/files/files.service.js';
+import { filesRoutes } from './modules/files/files.routes.js';
+import { createTusStore, tusRoutes } from './modules/files/files.tus.js';
+import { createUploadsExpiryJob } from './jobs/uploads-expiry.job.js';
 
 export const VERSION = '0.1.0';
 
@@ -75,9 +80,27 @@ export async function buildApp(deps: AppDeps) {
   await Promise.all([redis, sub].map((client) => client && firstContact(client, 3000)));
 
   // Services.
+  const fileStorage = await createFileStorage(config.uploadDir);
+  const tusStore = createTusStore(fileStorage.tusDir, config.uploadTtlSeconds * 1000);
+  const files = createFilesService({
+    db,
+    storage: fileStorage,
+    removeTusUpload: (id) => tusStore.remove(id),
+    limits: {
+      maxBytes: config.uploadMaxBytes,
+      allowedTypes: config.uploadAllowedTypes,
+      quotaBytes: config.storageQuotaBytes,
+      ttlMs: config.uploadTtlSeconds * 1000,
+    },
+  });
   const feed = new ChangeFeed();
   const registry = new CollectionRegistry();
-  registry.register(contactsCollection({ defaultRegion: config.defaultPhoneRegion }));
+  registry.register(
+    contactsCollection({
+      defaultRegion: config.defaultPhoneRegion,
+      existingFiles: async (tenantId, ids) => new Set((await files.describe(tenantId, ids)).map((f) => f.fileId)),
+    }),
+  );
   registry.register(spacesCollection);
   registry.register(categoriesCollection);
   registry.register(itemsCollection);
@@ -188,6 +211,8 @@ export async function buildApp(deps: AppDeps) {
   await app.register(pushRoutes({ sync }));
   await app.register(listsRoutes({ lists }));
   await app.register(conflictsRoutes({ conflicts }));
+  await app.register(filesRoutes({ files }));
+  await app.register(tusRoutes({ files, store: tusStore, maxBytes: config.uploadMaxBytes }));
 
   // Real time, on the same HTTP server.
   const realtime = createGateway(app.server, {
@@ -214,8 +239,10 @@ export async function buildApp(deps: AppDeps) {
   await devices.run();
   const maintenance = createMaintenanceJob({ db, logger, intervalMs: 60 * 60 * 1000 });
   await maintenance.run();
+  const uploadsExpiry = createUploadsExpiryJob({ files, logger, intervalMs: Math.min(15 * 60 * 1000, config.uploadTtlSeconds * 1000) });
+  await uploadsExpiry.run();
 
-  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies, maintenance };
+  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies, maintenance, files, uploadsExpiry };
   return {
     app: app as unknown as FastifyInstance,
     gateway: realtime,
@@ -224,7 +251,7 @@ export async function buildApp(deps: AppDeps) {
     async close() {
       await app.close();
       realtime.io.close();
-      await Promise.all([devices.stop(), maintenance.stop()]);
+      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop()]);
       // quit() waits for a connection a Redis that is down never gives: disconnect those.
       const quit = async (client?: Redis) => {
         if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());

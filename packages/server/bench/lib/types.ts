@@ -108,6 +108,8 @@ export class NotAvailable extends Error {}
 export interface Scenario {
   name: string;
   title: string;
+  /** False for a scenario that does not use the imported contacts: run alone, it skips the seeding. */
+  needsDataSet?: boolean;
   /** Upper bound of its run time; it is failed when it takes longer. */
   budgetMs(ctx: { quick: boolean }): number;
   run(ctx: BenchContext): Promise<{ metrics: Metric[]; details?: Record<string, unknown> }>;

@@ -9,6 +9,7 @@ import { pullThroughput } from './pull-throughput.js';
 import { push } from './push.js';
 import { pushThroughput } from './push-throughput.js';
 import { tenantIsolation } from './tenant-isolation.js';
+import { upload } from './upload.js';
 
 /** Every scenario of SPEC §12, in run order: the import first (it seeds the tenant), reads before writes. */
-export const scenarios: Scenario[] = [csvImport, pullDelta, initialSync, pullThroughput, push, pushThroughput, tenantIsolation, fanout50, fanout1000, connections, eligibleCalls];
+export const scenarios: Scenario[] = [csvImport, pullDelta, initialSync, pullThroughput, push, pushThroughput, tenantIsolation, fanout50, fanout1000, connections, eligibleCalls, upload];

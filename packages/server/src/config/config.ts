@@ -1,4 +1,5 @@
 import { DB_DEFAULTS } from '../db/db.js';
+import { join } from 'node:path';
 
 /** Typed configuration, read from the environment and validated at start-up. */
 export interface Config {
@@ -31,14 +32,33 @@ export interface Config {
   socketAuthTimeoutMs: number;
   /** How many sockets one API key or token may hold at once. */
   maxSocketsPerCredential: number;
+  /** Where file bytes live (default DATA_DIR/files). */
+  uploadDir: string;
+  /** The largest file either upload protocol takes. */
+  uploadMaxBytes: number;
+  /** Content types uploads may declare: `type/subtype` or `type/*`. */
+  uploadAllowedTypes: string[];
+  /** Bytes each tenant may hold, uploads in progress included. */
+  storageQuotaBytes: number;
+  /** How long an unfinished upload (chunked session or tus upload) lives. */
+  uploadTtlSeconds: number;
 }
+
+/** What UPLOAD_ALLOWED_TYPES allows unless set: images, PDF, plain text, CSV, common audio and video. */
+export const DEFAULT_UPLOAD_TYPES = [
+  'image/jpeg', 'image/png', 'image/gif', 'image/webp', 'image/heic', 'image/heif',
+  'application/pdf', 'text/plain', 'text/csv',
+  'audio/mpeg', 'audio/mp4', 'audio/aac', 'audio/ogg', 'audio/wav', 'audio/webm', 'audio/x-m4a', 'audio/amr',
+  'video/mp4', 'video/quicktime', 'video/webm', 'video/3gpp', 'video/x-matroska',
+];
 
 /** Every environment variable `loadConfig` reads. */
 export const CONFIG_KEYS = [
   'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'DATABASE_POOL_SIZE', 'DATABASE_LOCK_TIMEOUT_MS', 'DATABASE_STATEMENT_TIMEOUT_MS',
   'WRITE_QUEUE_LIMIT', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
   'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
-  'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL',
+  'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL', 'UPLOAD_DIR', 'UPLOAD_MAX_BYTES', 'UPLOAD_ALLOWED_TYPES',
+  'STORAGE_QUOTA_BYTES', 'UPLOAD_TTL_SECONDS',
 ] as const;
 
 /** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
@@ -122,10 +142,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`CORS_ORIGIN must be * or a comma-separated list of origins like https://app.example.com (got "${badOrigins.join('", "')}")`);
   }
 
+  // A media range as clients send it: `type/subtype` or `type/*`, lower case.
+  const types = (str('UPLOAD_ALLOWED_TYPES') ?? DEFAULT_UPLOAD_TYPES.join(',')).toLowerCase().split(',').map((t) => t.trim()).filter((t) => t !== '');
+  const badTypes = types.filter((t) => !/^[a-z0-9][\w.+-]*\/(\*|[a-z0-9][\w.+-]*)$/.test(t));
+  if (badTypes.length > 0 || types.length === 0) {
+    problems.push(`UPLOAD_ALLOWED_TYPES must be a comma-separated list of content types like image/png or image/* (got "${badTypes.join('", "')}")`);
+  }
+  const dataDir = str('DATA_DIR') ?? './data';
+
   const config: Config = {
     port: int('PORT', 3000, 0, 65535),
     host: str('HOST') ?? '0.0.0.0',
-    dataDir: str('DATA_DIR') ?? './data',
+    dataDir,
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     databasePoolSize: int('DATABASE_POOL_SIZE', DB_DEFAULTS.max, 1, 1000),
     databaseLockTimeoutMs: int('DATABASE_LOCK_TIMEOUT_MS', DB_DEFAULTS.lockTimeoutMs, 0, 600_000),
@@ -145,6 +173,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     socketAuthTimeoutMs: int('SOCKET_AUTH_TIMEOUT_MS', 10_000, 50, 600_000),
     maxSocketsPerCredential: int('MAX_SOCKETS_PER_CREDENTIAL', 20, 1, 1_000_000),
+    uploadDir: str('UPLOAD_DIR') ?? join(dataDir, 'files'),
+    uploadMaxBytes: int('UPLOAD_MAX_BYTES', 100 * 2 ** 20, 1, 2 ** 40),
+    uploadAllowedTypes: types,
+    storageQuotaBytes: int('STORAGE_QUOTA_BYTES', 10 * 2 ** 30, 0, 2 ** 50),
+    uploadTtlSeconds: int('UPLOAD_TTL_SECONDS', 24 * 3600, 1, 30 * 24 * 3600),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -1,4 +1,7 @@
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildApp, type BuiltApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
@@ -13,6 +16,8 @@ export interface TestApp {
   adminKey: string;
   built: BuiltApp;
   testDb: TestDb;
+  /** Where this app keeps uploaded files (UPLOAD_DIR). */
+  uploadDir: string;
   /** fetch against the app, JSON in and out, with the admin key unless `key` says otherwise. */
   api(method: string, path: string, opts?: ApiOptions): Promise<ApiResponse>;
   close(): Promise<void>;
@@ -44,10 +49,13 @@ export async function startTestApp(
   opts: { /** Another instance's database: a second instance of one deployment. */ sharedDb?: TestDb } = {},
 ): Promise<TestApp> {
   const testDb = opts.sharedDb ?? (await openTestDb(backend));
+  // Uploaded files go to a folder of this app's own, removed when it closes.
+  const uploadDir = env.UPLOAD_DIR ? undefined : mkdtempSync(join(tmpdir(), 'fieldsync-test-files-'));
   const config: Config = loadConfig({
     RATE_LIMIT_PER_MINUTE: '0',
     LOG_LEVEL: 'silent',
     DEVICE_FLUSH_MS: '50',
+    ...(uploadDir ? { UPLOAD_DIR: uploadDir } : {}),
     ...env,
   });
   await createTenantsService({ db: testDb.db }).bootstrap(ADMIN_KEY);
@@ -82,10 +90,19 @@ export async function startTestApp(
     adminKey: ADMIN_KEY,
     built,
     testDb,
+    uploadDir: config.uploadDir,
     api,
     async close() {
-      await built.close();
+      // As main.ts does: a keep-alive connection whose response finishes after close() began
+      // (a large download still flushing) would otherwise hold it for the keep-alive timeout.
+      const reaper = setInterval(() => built.app.server.closeIdleConnections(), 100);
+      try {
+        await built.close();
+      } finally {
+        clearInterval(reaper);
+      }
       if (!opts.sharedDb) await testDb.drop();
+      if (uploadDir) rmSync(uploadDir, { recursive: true, force: true });
     },
   };
 }

@@ -35,7 +35,11 @@ export function contactEvents(applied: AppliedChange[], agentCode: string | unde
 }
 
 /** Contacts as the sync engine sees them: tenant-wide, primary phone unique among live ones. */
-export function contactsCollection(opts: { defaultRegion: string }): CollectionDef {
+export function contactsCollection(opts: {
+  defaultRegion: string;
+  /** Which of the ids are ready files of the tenant (a photo must name one). */
+  existingFiles?: (tenantId: string, ids: string[]) => Promise<Set<string>>;
+}): CollectionDef {
   return {
     name: 'contacts',
     aliases: ['contact'],
@@ -72,6 +76,7 @@ export function contactsCollection(opts: { defaultRegion: string }): CollectionD
         photoFileId: null,
       },
       unique: ['phonePrimary'],
+      external: opts.existingFiles ? [{ field: 'photoFileId', what: 'an uploaded file', existing: opts.existingFiles }] : [],
       normalise: (fields) => normaliseContactFields(fields, opts.defaultRegion),
       prepare: (op, fields, _before, ctx) => (op === 'create' ? { ...fields, createdByAgent: ctx.agentCode } : fields),
       events: (applied, ctx) => contactEvents(applied, ctx.agentCode),

@@ -123,6 +123,12 @@ export function decideBatch(
   /** Resolves references given by local id and checks that each names a live record the caller may see. */
   const resolveRefs = (p: Parsed, id: string, state: RecordState | undefined): Record<string, unknown> => {
     const fields = { ...p.fields };
+    for (const ext of p.def.write.external ?? []) {
+      const value = fields[ext.field];
+      if (typeof value === 'string' && ctx.missing.has(`${p.def.name}:${ext.field}:${value}`)) {
+        throw new ChangeError('VALIDATION_FAILED', `${ext.field}: does not name ${ext.what} of this organisation`);
+      }
+    }
     const own = audienceOf(p.def, id, { ...state?.data, ...fields });
     for (const ref of p.def.write.refs ?? []) {
       const local = p.localRefs[ref.field];

@@ -29,6 +29,8 @@ export interface BatchContext {
   roles: Map<string, string>;
   /** Unique values taken by live records: `collection:field:value` -> id. */
   taken: Map<string, string>;
+  /** External ids the tenant does not have: `collection:field:id`. */
+  missing: Set<string>;
   /** The base version a change is compared from. */
   baseOf(p: Parsed, state: RecordState): number;
 }
@@ -152,7 +154,18 @@ export async function loadBatch(
     }
   }
 
-  return { receipts, localMap, batchLocal, targets, states, foreign, roles, taken, baseOf };
+  // 6. Ids of things outside the synced collections (files) that the tenant does not have.
+  const missing = new Set<string>();
+  for (const def of new Set(live.map((p) => p.def))) {
+    for (const ext of def.write.external ?? []) {
+      const ids = [...new Set(live.filter((p) => p.def === def).map((p) => p.fields[ext.field]).filter(isUuid))];
+      if (ids.length === 0) continue;
+      const found = await ext.existing(caller.tenantId, ids);
+      for (const id of ids) if (!found.has(id)) missing.add(`${def.name}:${ext.field}:${id}`);
+    }
+  }
+
+  return { receipts, localMap, batchLocal, targets, states, foreign, roles, taken, missing, baseOf };
 }
 
 /** Loads the records a batch touches, by collection: id -> state (ids of other tenants flagged). */
