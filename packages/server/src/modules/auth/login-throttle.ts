@@ -168,7 +168,12 @@ export class MemoryStore implements ThrottleStore {
       entry.attempts.set(id, now);
       this.entries.set(key, entry);
     }
-    if (++this.operations % 1000 === 0 || this.entries.size > this.maxKeys) this.sweep(now);
+    if (++this.operations % 1000 === 0) this.sweep(now);
+    // Over the cap, the least recently used keys go first.
+    for (const key of this.entries.keys()) {
+      if (this.entries.size <= this.maxKeys) break;
+      this.entries.delete(key);
+    }
     return 0;
   }
 
@@ -197,14 +202,11 @@ export class MemoryStore implements ThrottleStore {
     return this.entries.size;
   }
 
+  /** Drops keys that hold nothing any more: no recent attempt, no lock, no lock to remember. */
   private sweep(now: number) {
     for (const [key, entry] of this.entries) {
       this.prune(entry, now);
       if (entry.attempts.size === 0 && entry.lockedUntil <= now && now - entry.lastLockAt > this.policy.memoryMs) this.entries.delete(key);
-    }
-    for (const key of this.entries.keys()) {
-      if (this.entries.size <= this.maxKeys) break;
-      this.entries.delete(key);
     }
   }
 }
