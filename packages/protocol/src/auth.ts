@@ -19,11 +19,19 @@ export const User = Type.Object({
 });
 export type User = Static<typeof User>;
 
+/** Passwords (SPEC §2): at least 10 characters; stored as argon2id hashes only. */
+export const Password = Type.String({ minLength: 10, maxLength: 1024, pattern: '^[^\\u0000]*$' });
+
 export const LoginBody = Type.Object(
   {
-    login: Text(254, 1),
+    /**
+     * Agent code or email. `A1@acme` names the tenant too (a slug has no dot, an email's
+     * domain has one); without a tenant the login means the user of tenant `default`, else
+     * the one user with it across tenants (docs/security.md).
+     */
+    login: Text(254 + 64, 1),
     password: Type.String({ minLength: 1, maxLength: 1024 }),
-    /** Tenant slug, needed only when the same login exists in several tenants. */
+    /** Tenant slug; wins over an `@slug` suffix of `login`. */
     tenant: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
   },
   { additionalProperties: false },
@@ -47,7 +55,7 @@ export const AgentCreate = Type.Object(
     agentCode: AgentCode,
     name: Text(100, 1),
     email: Type.Optional(Type.String({ maxLength: 254, format: 'email' })),
-    password: Type.Optional(Type.String({ minLength: 8, maxLength: 1024 })),
+    password: Type.Optional(Password),
     role: Type.Optional(Role),
   },
   { additionalProperties: false },
@@ -55,10 +63,22 @@ export const AgentCreate = Type.Object(
 export type AgentCreate = Static<typeof AgentCreate>;
 
 export const AgentPatch = Type.Object(
-  { isActive: Type.Optional(Type.Boolean()), name: Type.Optional(Text(100, 1)) },
+  {
+    isActive: Type.Optional(Type.Boolean()),
+    name: Type.Optional(Text(100, 1)),
+    /** Sets or resets the agent's password; their refresh tokens are revoked. */
+    password: Type.Optional(Password),
+  },
   { additionalProperties: false },
 );
 export type AgentPatch = Static<typeof AgentPatch>;
+
+/** `POST /api/auth/password`: a user changes their own password. */
+export const PasswordChange = Type.Object(
+  { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
+  { additionalProperties: false },
+);
+export type PasswordChange = Static<typeof PasswordChange>;
 
 export const ApiKeyInfo = Type.Object({
   id: Type.String(),

@@ -8,7 +8,7 @@ import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
-import type { Config } from './config/config.js';
+import type { Config, TrustProxy } from './config/config.js';
 import type { Db } from './db/db.js';
 import { AppError } from './errors.js';
 import { registerAuthHook } from './http/auth.hook.js';
@@ -21,6 +21,7 @@ import { agentsRoutes } from './modules/agents/agents.routes.js';
 import { createAgentsService } from './modules/agents/agents.service.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
 import { createAuthService } from './modules/auth/auth.service.js';
+import { createLoginThrottle, loginPolicy } from './modules/auth/login-throttle.js';
 import { contactsCollection } from './modules/contacts/contacts.collection.js';
 import { contactsRoutes } from './modules/contacts/contacts.routes.js';
 import { createContactsService } from './modules/contacts/contacts.service.js';
@@ -104,7 +105,18 @@ export async function buildApp(deps: AppDeps) {
   registry.register(spacesCollection);
   registry.register(categoriesCollection);
   registry.register(itemsCollection);
-  const auth = createAuthService({ db, jwtSecret: deps.jwtSecret, cacheMs: config.authCacheMs });
+  const throttle = createLoginThrottle({
+    policy: loginPolicy(config.loginMaxFailures),
+    redis,
+    onStoreError: (error) => logger.warn({ err: error }, 'login throttle: Redis failed; counting in this process'),
+  });
+  const auth = createAuthService({
+    db,
+    jwtSecret: deps.jwtSecret,
+    cacheMs: config.authCacheMs,
+    accessTokenTtlSeconds: config.accessTokenTtlSeconds,
+    throttle,
+  });
   const devices = createDevicesService({
     db,
     flushMs: config.deviceFlushMs,
@@ -118,6 +130,8 @@ export async function buildApp(deps: AppDeps) {
       // Live sockets of a deactivated agent or a revoked key go; valid ones reconnect.
       if (revoked) gateway?.revokeUser(tenantId, userId);
     },
+    // A password an admin just set may be tried at once, even by an account locked by failures.
+    onPasswordSet: (_tenantId, userId) => throttle.clear([`u:${userId}`]),
   });
   const tenants = createTenantsService({ db });
   const policies = createPolicyStore();
@@ -135,7 +149,7 @@ export async function buildApp(deps: AppDeps) {
       return typeof incoming === 'string' && /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
     },
     bodyLimit: 1024 * 1024,
-    trustProxy: true,
+    trustProxy: trustProxyOf(config.trustProxy),
     // Our own hook answers 503 while closing, in the envelope and with Retry-After.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
@@ -181,6 +195,9 @@ export async function buildApp(deps: AppDeps) {
       } as unknown as NonNullable<Parameters<typeof rateLimit>[1]>['store'],
       skipOnError: true, // Redis down: serve rather than fail every request
       keyGenerator: (request) => {
+        // Public routes (login, refresh) by address only: a made-up credential header must not
+        // buy a fresh budget.
+        if (request.routeOptions.config?.auth === false) return `ip:${request.ip}`;
         const key = request.headers['x-api-key'];
         if (typeof key === 'string' && key) return `k:${sha256(key).slice(0, 32)}`;
         const authorization = request.headers.authorization;
@@ -263,6 +280,17 @@ export async function buildApp(deps: AppDeps) {
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;
+
+/**
+ * Fastify's `trustProxy` for TRUST_PROXY: off, proxy addresses, or a hop count. Fastify reads
+ * a plain number as "trust nothing", so a count becomes a function trusting that many hops
+ * nearest the server (which only holds when clients cannot reach the server directly).
+ */
+export function trustProxyOf(setting: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (setting === false) return false;
+  if (typeof setting === 'number') return (_address, hop) => hop < setting;
+  return setting;
+}
 
 /**
  * Logs a Redis client's connection errors, and marks every command's failure as handled: the

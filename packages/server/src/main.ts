@@ -38,7 +38,8 @@ async function main(): Promise<void> {
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
 
-  const boot = await createTenantsService({ db }).bootstrap(config.bootstrapAdminKey);
+  const boot = await createTenantsService({ db }).bootstrap(config.bootstrapAdminKey, { adminPassword: config.bootstrapAdminPassword });
+  if (boot && config.bootstrapAdminPassword) logger.info('the bootstrap admin "admin" signs in with the password of FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD');
   if (boot?.generated) {
     // Printed once, on stdout only, never through the logger.
     process.stdout.write(

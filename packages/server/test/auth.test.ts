@@ -22,9 +22,10 @@ describe.each(backends)('auth on %s', (backend) => {
   // Every key and token this suite saw in plaintext: none may be stored as such.
   const plaintexts: string[] = [ADMIN_KEY];
 
-  // No auth cache, so deactivation and revocation take effect at once.
+  // No auth cache, so deactivation and revocation take effect at once. This suite makes many
+  // failed logins from one address: login throttling has its own suite (auth-login.test.ts).
   beforeAll(async () => {
-    app = await startTestApp(backend, { AUTH_CACHE_MS: '0' });
+    app = await startTestApp(backend, { AUTH_CACHE_MS: '0', LOGIN_MAX_FAILURES: '0' });
   });
   afterAll(async () => {
     await app?.close();
@@ -217,8 +218,12 @@ describe.each(backends)('auth on %s', (backend) => {
 
       expectForbidden(await listContacts({ key: apiKey }));
       expectForbidden(await listContacts({ token: tokens.accessToken }));
-      expectForbidden(await login({ login: 'I1', password }));
       expectForbidden(await refresh(tokens.refreshToken));
+      // A login does not prove the password before it answers: the right password of an
+      // inactive agent gets the answer of a wrong one, so no answer tells it was right.
+      const inactive = await login({ login: 'I1', password });
+      expectUnauthorized(inactive);
+      expect(inactive.body).toEqual((await login({ login: 'I1', password: 'not-the-password' })).body);
 
       expect((await app.api('PATCH', '/api/agents/I1', { body: { isActive: true } })).status).toBe(200);
       expect((await listContacts({ key: apiKey })).status).toBe(200);
@@ -393,7 +398,7 @@ describe.each(backends)('auth on %s', (backend) => {
       expect((await app.api('POST', '/api/tenants', { body: { name: 'Default again', slug: 'default' } })).status).toBe(409);
     });
 
-    it('logs in the same agent code of two tenants by tenant slug; 409 without one when both passwords match', async () => {
+    it('names the tenant of a login used in several tenants by `tenant` or login@slug; without one it means tenant default\'s user', async () => {
       const slug = `twin-${backend}`;
       const tenant = await app.api('POST', '/api/tenants', { body: { name: 'Twin', slug } });
       expect(tenant.status).toBe(201);
@@ -401,47 +406,60 @@ describe.each(backends)('auth on %s', (backend) => {
       plaintexts.push(twinAdmin);
       const password = 'same-password-in-both';
       const here = await createAgent(app, 'TW1', { password });
-      const there = await createAgent(app, 'TW1', { password }, twinAdmin);
+      const there = await createAgent(app, 'TW1', { password, email: 'tw1@twin.example.com' }, twinAdmin);
       plaintexts.push(here.apiKey, there.apiKey);
 
-      const ambiguous = await login({ login: 'TW1', password });
-      expect(ambiguous.status).toBe(409);
-      expect(ambiguous.body).toMatchObject({ success: false, error: 'CONFLICT' });
-      expect(ambiguous.body.data).toBeUndefined();
+      const unnamed = await login({ login: 'TW1', password });
+      expect(unnamed.status).toBe(200);
+      expect(unnamed.body.data.user.id).toBe(here.agent.id);
 
       const inDefault = await login({ login: 'TW1', password, tenant: 'default' });
       expect(inDefault.status).toBe(200);
       expect(inDefault.body.data.user.id).toBe(here.agent.id);
-      const inTwin = await login({ login: 'TW1', password, tenant: slug });
-      expect(inTwin.status).toBe(200);
-      expect(inTwin.body.data.user).toMatchObject({ id: there.agent.id, tenantId: tenant.body.data.tenant.id });
+      for (const named of [{ login: 'TW1', tenant: slug }, { login: `TW1@${slug}` }, { login: `tw1@twin.example.com@${slug}` }, { login: 'TW1@example.com', tenant: slug }]) {
+        const res = await login({ ...named, password });
+        if (named.login === 'TW1@example.com') {
+          // With a `tenant`, the login is taken as written: no user has this one.
+          expectUnauthorized(res);
+          continue;
+        }
+        expect(res.status, JSON.stringify(named)).toBe(200);
+        expect(res.body.data.user).toMatchObject({ id: there.agent.id, tenantId: tenant.body.data.tenant.id });
+      }
+      // An email names its tenant alone when it is the only user with it.
+      expect((await login({ login: 'tw1@twin.example.com', password })).body.data.user.id).toBe(there.agent.id);
       // The token acts in its own tenant only.
+      const inTwin = await login({ login: `TW1@${slug}`, password });
       const seen = await app.api('GET', '/api/contacts', { key: null, token: inTwin.body.data.accessToken });
       expect(seen.status).toBe(200);
       expect(seen.body.data).toEqual([]);
       expectUnauthorized(await login({ login: 'TW1', password, tenant: 'no-such-tenant' }));
+      expectUnauthorized(await login({ login: 'TW1@no-such-tenant', password }));
     });
 
-    it('picks the tenant whose password matches when the agent code exists in two tenants, and honours a named tenant', async () => {
-      const slug = `pair-${backend}`;
-      const tenant = await app.api('POST', '/api/tenants', { body: { name: 'Pair', slug } });
-      const pairAdmin = tenant.body.data.apiKey as string;
-      plaintexts.push(pairAdmin);
-      const here = await createAgent(app, 'TW2', { password: 'password-of-default' });
-      const there = await createAgent(app, 'TW2', { password: 'password-of-pair' }, pairAdmin);
-      plaintexts.push(here.apiKey, there.apiKey);
+    it('refuses a login used in several tenants other than default without its tenant, as it refuses a wrong password', async () => {
+      const slugs = [`pair-a-${backend}`, `pair-b-${backend}`];
+      const admins: string[] = [];
+      for (const slug of slugs) {
+        const tenant = await app.api('POST', '/api/tenants', { body: { name: slug, slug } });
+        expect(tenant.status).toBe(201);
+        admins.push(tenant.body.data.apiKey);
+      }
+      plaintexts.push(...admins);
+      const a = await createAgent(app, 'TW2', { password: 'password-of-pair-a' }, admins[0]);
+      const b = await createAgent(app, 'TW2', { password: 'password-of-pair-b' }, admins[1]);
+      plaintexts.push(a.apiKey, b.apiKey);
 
-      const a = await login({ login: 'TW2', password: 'password-of-default' });
-      expect(a.status).toBe(200);
-      expect(a.body.data.user.id).toBe(here.agent.id);
-      const b = await login({ login: 'TW2', password: 'password-of-pair' });
-      expect(b.status).toBe(200);
-      expect(b.body.data.user.id).toBe(there.agent.id);
+      // Right passwords, but no tenant: no account is checked, and the answer is a wrong password's.
+      const ambiguous = await login({ login: 'TW2', password: 'password-of-pair-a' });
+      expectUnauthorized(ambiguous);
+      expect(ambiguous.body).toEqual((await login({ login: 'TW2', password: 'wrong-password-here' })).body);
+      expect(ambiguous.body.message).toMatch(/tenant/);
+
+      expect((await login({ login: `TW2@${slugs[0]}`, password: 'password-of-pair-a' })).body.data.user.id).toBe(a.agent.id);
+      expect((await login({ login: 'TW2', tenant: slugs[1], password: 'password-of-pair-b' })).body.data.user.id).toBe(b.agent.id);
       // Naming a tenant logs into that tenant or not at all.
-      expectUnauthorized(await login({ login: 'TW2', password: 'password-of-default', tenant: slug }));
-      const named = await login({ login: 'TW2', password: 'password-of-pair', tenant: slug });
-      expect(named.status).toBe(200);
-      expect(named.body.data.user.id).toBe(there.agent.id);
+      expectUnauthorized(await login({ login: `TW2@${slugs[1]}`, password: 'password-of-pair-a' }));
     });
   });
 
@@ -458,7 +476,8 @@ describe.each(backends)('auth on %s', (backend) => {
 
       const row = keys.rows.find((r) => r.key_hash === sha256(apiKey));
       expect(row).toBeDefined();
-      expect(row?.prefix).toBe(apiKey.slice(0, 12));
+      // At most 8 characters and less than a quarter of the key: `fsk_` and 4 random ones.
+      expect(row?.prefix).toBe(apiKey.slice(0, 8));
       expect(keys.rows.some((r) => r.key_hash === sha256(ADMIN_KEY))).toBe(true);
       expect(tokensTable.rows.some((r) => r.token_hash === sha256(tokens.refreshToken))).toBe(true);
       const user = users.rows.find((u) => u.agent_code === 'H1' && u.tenant_id === row?.tenant_id);

@@ -24,26 +24,27 @@ interface Run {
   stderr: string;
 }
 
-/** Runs `node packages/server/bin/fieldsync.js ...args` with only the database settings of `env`. */
-function fieldsync(args: string[], env: Record<string, string>): Promise<Run> {
+/** Runs `node packages/server/bin/fieldsync.js ...args` with only the database settings of `env`, `stdin` piped in. */
+function fieldsync(args: string[], env: Record<string, string>, stdin?: string): Promise<Run> {
   const base = { ...process.env };
   for (const key of ['DATABASE_URL', 'DATA_DIR', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'REDIS_URL']) delete base[key];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, env: { ...base, ...env }, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (stdin !== undefined) child.stdin!.end(stdin);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.stdout!.on('data', (chunk) => (stdout += chunk));
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 
 /** Runs the CLI's entry point in this process, with `env` as its whole environment. */
-async function fieldsyncInProcess(args: string[], env: Record<string, string>): Promise<Run> {
+async function fieldsyncInProcess(args: string[], env: Record<string, string>, stdin = ''): Promise<Run> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runCli(args, { env, out: (line) => out.push(line), err: (line) => err.push(line) });
+  const code = await runCli(args, { env, out: (line) => out.push(line), err: (line) => err.push(line), readStdin: async () => stdin });
   return { code, stdout: out.map((l) => `${l}\n`).join(''), stderr: err.map((l) => `${l}\n`).join('') };
 }
 
@@ -104,7 +105,7 @@ describe('fieldsync CLI usage', () => {
       [['agents', 'create', '--code', 'A1', '--name', 'Ana', '--colour', 'red'], /Unknown option '--colour'/],
       [['agents', 'create', '--code', 'A1', '--name', 'Ana', 'extra'], /Unexpected argument "extra"/],
       [['agents', 'create', '--code', 'not valid!', '--name', 'Ana'], /--code must match pattern/],
-      [['agents', 'create', '--code', 'A1', '--name', 'Ana', '--password', 'short'], /--password must NOT have fewer than 8 characters/],
+      [['agents', 'create', '--code', 'A1', '--name', 'Ana', '--password', 'short'], /--password must NOT have fewer than 10 characters/],
       [['agents', 'create', '--code', 'A1', '--name', 'Ana', '--role', 'boss'], /--role/],
       [['agents', 'create', '--code', 'A1', '--name', 'Ana', '--email', 'not-an-email'], /--email must match format "email"/],
       [['keys', 'revoke', '--agent', 'A1'], /Missing --key/],
@@ -124,7 +125,10 @@ describe.each(backends)('fieldsync CLI on %s', (backend) => {
   let target: Target;
   let adminKey: string;
   const cli = (...args: string[]) => fieldsync(args, target.env);
-  const inProcess = (...args: string[]) => fieldsyncInProcess(args, target.env);
+  const inProcess = (...args: (string | { stdin: string })[]) => {
+    const input = args.find((a): a is { stdin: string } => typeof a !== 'string');
+    return fieldsyncInProcess(args.filter((a): a is string => typeof a === 'string'), target.env, input?.stdin);
+  };
 
   /** Starts the server on the CLI's data, runs `fn`, stops it (PGlite allows one process at a time). */
   async function withApp<T>(fn: (app: TestApp) => Promise<T>): Promise<T> {
@@ -172,6 +176,39 @@ describe.each(backends)('fieldsync CLI on %s', (backend) => {
       // The printed key is stored hashed, never as printed.
       const stored = await app.testDb.db.query('SELECT * FROM api_keys');
       expect(JSON.stringify(stored.rows)).not.toContain(key);
+    });
+  }, SLOW);
+
+  it('sets a password read from stdin: it signs in, the old one and the agent\'s sessions stop working; a short or two-line one is refused (exit 2)', async () => {
+    const before = await withApp(async (app) => {
+      const res = await app.api('POST', '/api/auth/login', { key: null, body: { login: 'A1', password: 'ana-password-1' } });
+      expect(res.status).toBe(200);
+      return res.body.data.refreshToken as string;
+    });
+    for (const [input, message] of [
+      ['too-short\n', /fewer than 10 characters/],
+      ['first-line-password\nsecond-line-password\n', /one line/],
+      ['', /fewer than 10 characters/],
+    ] as const) {
+      const refused = await inProcess('agents', 'set-password', '--code', 'A1', { stdin: input });
+      expect(refused.code, input).toBe(2);
+      expect(refused.stderr).toMatch(message);
+    }
+    const unknown = await inProcess('agents', 'set-password', '--code', 'NOBODY', { stdin: 'a-valid-password\n' });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/Agent not found/);
+
+    const run = await fieldsync(['agents', 'set-password', '--code', 'A1'], target.env, 'cli-password-2\r\n');
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/Set the password of A1/);
+    expect(run.stdout).not.toContain('cli-password-2');
+
+    await withApp(async (app) => {
+      const login = (password: string) => app.api('POST', '/api/auth/login', { key: null, body: { login: 'A1', password } });
+      expect((await login('cli-password-2')).status).toBe(200);
+      expect((await login('ana-password-1')).status).toBe(401);
+      expect((await app.api('POST', '/api/auth/refresh', { key: null, body: { refreshToken: before } })).status).toBe(401);
     });
   }, SLOW);
 

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { AgentCreate, TenantCreate, type Role, type User } from '@fieldsync/protocol/auth';
+import { AgentCreate, Password, TenantCreate, type Role, type User } from '@fieldsync/protocol/auth';
 import { ConfigError, loadConfig } from '../config/config.js';
 import type { Db } from '../db/db.js';
 import { migrate } from '../db/migrate.js';
@@ -14,6 +14,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   out(line: string): void;
   err(line: string): void;
+  /** Everything on standard input (a secret typed at a terminal is not echoed); none when absent. */
+  readStdin?(): Promise<string>;
 }
 
 /** Exit codes: 0 done, 1 the command failed, 2 bad usage, 78 bad configuration (EX_CONFIG). */
@@ -31,6 +33,7 @@ interface Context {
   tenants: TenantsService;
   /** The id of the tenant named by `--tenant` (default `default`). */
   tenantId(slug: string | undefined): Promise<string>;
+  readStdin(): Promise<string>;
 }
 
 /** What a command produced: lines for people, and the same facts for `--json`. */
@@ -62,6 +65,16 @@ function validated<T>(validator: ReturnType<typeof compileBodyValidator<T>>, inp
 }
 const validAgent = compileBodyValidator<AgentCreate>(AgentCreate);
 const validTenant = compileBodyValidator<TenantCreate>(TenantCreate);
+const validPassword = compileBodyValidator<string>(Password);
+
+/** The password piped or typed on stdin: one line (its line break dropped), checked like the API's. */
+function passwordOf(input: string): string {
+  const password = input.replace(/\r?\n$/, '');
+  if (/[\r\n]/.test(password)) throw new UsageError('the password on stdin must be one line');
+  const result = validPassword(password);
+  if (!result.ok) throw new UsageError(`the password on stdin ${result.errors.map((e) => e.message).join('; ')}`);
+  return password;
+}
 
 const agentLine = (a: User) =>
   `${a.agentCode.padEnd(16)} ${a.role.padEnd(8)} ${(a.isActive ? 'active' : 'inactive').padEnd(9)} ${a.name}${a.email ? ` <${a.email}>` : ''}`;
@@ -101,6 +114,18 @@ const commands: Record<string, Command> = {
     async run(ctx, v) {
       const agents = await ctx.agents.list(await ctx.tenantId(str(v, 'tenant')));
       return { text: agents.length ? agents.map(agentLine) : ['No agents.'], json: agents };
+    },
+  },
+  'agents set-password': {
+    usage: 'agents set-password --code CODE [--tenant SLUG]   (the password is read from stdin)',
+    summary: "set or reset an agent's password, read from stdin; their refresh tokens are revoked",
+    options: { code: { type: 'string' }, ...tenantOption },
+    required: ['code'],
+    async run(ctx, v) {
+      const code = str(v, 'code') as string;
+      const password = passwordOf(await ctx.readStdin());
+      const agent = await ctx.agents.update(await ctx.tenantId(str(v, 'tenant')), code, { password });
+      return { text: [`Set the password of ${agent.agentCode}; their sessions were signed out.`], json: { agentCode: agent.agentCode, passwordSet: true } };
     },
   },
   'agents deactivate': activation(false),
@@ -243,10 +268,48 @@ function parse(argv: string[]): { name: string; command: Command; values: Values
   return { name, command, values, json: values.json === true, input: command.check?.(values) };
 }
 
+/** Standard input to its end; at a terminal, one line typed without echo. */
+async function readProcessStdin(): Promise<string> {
+  const stdin = process.stdin;
+  if (!stdin.isTTY) {
+    let text = '';
+    stdin.setEncoding('utf8');
+    for await (const chunk of stdin) text += chunk;
+    return text;
+  }
+  process.stderr.write('Password (not shown): ');
+  stdin.setRawMode(true);
+  stdin.setEncoding('utf8');
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      let line = '';
+      const onData = (chunk: string) => {
+        for (const char of chunk) {
+          if (char === '\r' || char === '\n' || char === '\u0004') {
+            stdin.off('data', onData);
+            process.stderr.write('\n');
+            return resolve(line);
+          }
+          if (char === '\u0003') {
+            stdin.off('data', onData);
+            return reject(new UsageError('cancelled'));
+          }
+          line = char === '\u007f' ? line.slice(0, -1) : line + char;
+        }
+      };
+      stdin.on('data', onData);
+    });
+  } finally {
+    stdin.setRawMode(false);
+    stdin.pause();
+  }
+}
+
 const processIo: CliIo = {
   env: process.env,
   out: (line) => void process.stdout.write(`${line}\n`),
   err: (line) => void process.stderr.write(`${line}\n`),
+  readStdin: readProcessStdin,
 };
 
 /**
@@ -288,7 +351,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     db = await openDb(config);
     const applied = await migrate(db);
     const tenants = createTenantsService({ db });
-    const boot = await tenants.bootstrap(config.bootstrapAdminKey);
+    const boot = await tenants.bootstrap(config.bootstrapAdminKey, { adminPassword: config.bootstrapAdminPassword });
     // Notices go to stderr under --json, so stdout stays one JSON document.
     const notice = parsed.json ? io.err : io.out;
     if (applied.length > 0) notice(`Applied migrations: ${applied.join(', ')}.`);
@@ -310,6 +373,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
         if (!tenant) throw new AppError('NOT_FOUND', `Tenant "${slug}" not found`);
         return tenant.id;
       },
+      readStdin: async () => (io.readStdin ? io.readStdin() : ''),
     };
     const result = await parsed.command.run(ctx, parsed.values, parsed.input);
     if (parsed.json) io.out(JSON.stringify(result.json, null, 2));
@@ -317,7 +381,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     return ExitCode.ok;
   } catch (error) {
     io.err(`fieldsync: ${error instanceof Error ? error.message : String(error)}`);
-    return ExitCode.failed;
+    return error instanceof UsageError ? ExitCode.usage : ExitCode.failed;
   } finally {
     await db?.close().catch(() => {});
   }

@@ -26,7 +26,11 @@ describe('loadConfig', () => {
       logDir: undefined,
       rateLimitPerMinute: 100,
       bootstrapAdminKey: undefined,
+      bootstrapAdminPassword: undefined,
       defaultPhoneRegion: 'US',
+      accessTokenTtlSeconds: 900,
+      loginMaxFailures: 5,
+      trustProxy: false,
     });
   });
 
@@ -42,8 +46,12 @@ describe('loadConfig', () => {
       LOG_LEVEL: 'debug',
       LOG_DIR: '/var/log/fieldsync',
       RATE_LIMIT_PER_MINUTE: '0',
-      FIELDSYNC_BOOTSTRAP_ADMIN_KEY: 'fsk_bootstrap_0123456789',
+      FIELDSYNC_BOOTSTRAP_ADMIN_KEY: 'fsk_bootstrap_0123456789abcdefghij',
+      FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD: ' a long passphrase ',
       DEFAULT_PHONE_REGION: 'gb',
+      ACCESS_TOKEN_TTL_SECONDS: '300',
+      LOGIN_MAX_FAILURES: '10',
+      TRUST_PROXY: '10.0.0.0/8, 192.168.1.1,loopback',
     });
     expect(config).toMatchObject({
       port: 8080,
@@ -56,8 +64,12 @@ describe('loadConfig', () => {
       logLevel: 'debug',
       logDir: '/var/log/fieldsync',
       rateLimitPerMinute: 0,
-      bootstrapAdminKey: 'fsk_bootstrap_0123456789',
+      bootstrapAdminKey: 'fsk_bootstrap_0123456789abcdefghij',
+      bootstrapAdminPassword: ' a long passphrase ',
       defaultPhoneRegion: 'GB',
+      accessTokenTtlSeconds: 300,
+      loginMaxFailures: 10,
+      trustProxy: ['10.0.0.0/8', '192.168.1.1', 'loopback'],
     });
   });
 
@@ -113,6 +125,30 @@ describe('loadConfig', () => {
     const problems = problemsOf({ DATABASE_URL: 'postgres//user:hunter2@db', JWT_SECRET: 'hunter2-short', FIELDSYNC_BOOTSTRAP_ADMIN_KEY: 'hunter2' });
     expect(problems).toHaveLength(3);
     for (const problem of problems) expect(problem).not.toContain('hunter2');
+  });
+
+  it('refuses a bootstrap key under 32 characters and a bootstrap password under 10, and echoes neither', () => {
+    expect(problemsOf({ FIELDSYNC_BOOTSTRAP_ADMIN_KEY: 'k'.repeat(31) })).toEqual([expect.stringMatching(/^FIELDSYNC_BOOTSTRAP_ADMIN_KEY must be 32/)]);
+    expect(loadConfig({ FIELDSYNC_BOOTSTRAP_ADMIN_KEY: 'k'.repeat(32) }).bootstrapAdminKey).toBe('k'.repeat(32));
+    const problems = problemsOf({ FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD: 'hunter2!!' });
+    expect(problems).toEqual([expect.stringMatching(/^FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD must be 10/)]);
+    expect(problems[0]).not.toContain('hunter2');
+    expect(loadConfig({ FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD: '   ' }).bootstrapAdminPassword).toBeUndefined();
+  });
+
+  it('reads TRUST_PROXY as off, a hop count, or proxy addresses and ranges; never as "trust everyone"', () => {
+    for (const off of ['', '0', 'false', 'FALSE']) expect(loadConfig({ TRUST_PROXY: off }).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: '::1, fd00::/8, uniquelocal' }).trustProxy).toEqual(['::1', 'fd00::/8', 'uniquelocal']);
+    for (const bad of ['true', '*', '10.0.0.0/33', 'proxy.example.com', '1.2.3.4/8/1', ',']) {
+      expect(problemsOf({ TRUST_PROXY: bad }), bad).toEqual([expect.stringMatching(/^TRUST_PROXY /)]);
+    }
+  });
+
+  it('bounds ACCESS_TOKEN_TTL_SECONDS and LOGIN_MAX_FAILURES (0 turns login throttling off)', () => {
+    expect(loadConfig({ LOGIN_MAX_FAILURES: '0' }).loginMaxFailures).toBe(0);
+    expect(problemsOf({ ACCESS_TOKEN_TTL_SECONDS: '5', LOGIN_MAX_FAILURES: '-1' })).toHaveLength(2);
+    expect(problemsOf({ ACCESS_TOKEN_TTL_SECONDS: '86401' })).toHaveLength(1);
   });
 
   it('takes LOG_LEVEL in any case', () => {

@@ -1,5 +1,6 @@
 import { DB_DEFAULTS } from '../db/db.js';
 import { join } from 'node:path';
+import { isIP } from 'node:net';
 
 /** Typed configuration, read from the environment and validated at start-up. */
 export interface Config {
@@ -22,6 +23,8 @@ export interface Config {
   logDir: string | undefined;
   rateLimitPerMinute: number;
   bootstrapAdminKey: string | undefined;
+  /** The bootstrap admin's password, set on the first start only. */
+  bootstrapAdminPassword: string | undefined;
   defaultPhoneRegion: string;
   deviceFlushMs: number;
   authCacheMs: number;
@@ -42,7 +45,19 @@ export interface Config {
   storageQuotaBytes: number;
   /** How long an unfinished upload (chunked session or tus upload) lives. */
   uploadTtlSeconds: number;
+  /** Lifetime of access tokens. */
+  accessTokenTtlSeconds: number;
+  /** Failed logins per login and per client address in 15 minutes before logins get 429 (0: no throttle). */
+  loginMaxFailures: number;
+  /**
+   * Which peers may set the client address through X-Forwarded-For: `false` (none, the
+   * socket's address is the client's), a hop count, or proxy addresses and CIDR ranges.
+   */
+  trustProxy: TrustProxy;
 }
+
+/** See `Config.trustProxy`. */
+export type TrustProxy = false | number | string[];
 
 /** What UPLOAD_ALLOWED_TYPES allows unless set: images, PDF, plain text, CSV, common audio and video. */
 export const DEFAULT_UPLOAD_TYPES = [
@@ -59,6 +74,7 @@ export const CONFIG_KEYS = [
   'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
   'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL', 'UPLOAD_DIR', 'UPLOAD_MAX_BYTES', 'UPLOAD_ALLOWED_TYPES',
   'STORAGE_QUOTA_BYTES', 'UPLOAD_TTL_SECONDS',
+  'FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD', 'ACCESS_TOKEN_TTL_SECONDS', 'LOGIN_MAX_FAILURES', 'TRUST_PROXY',
 ] as const;
 
 /** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
@@ -76,6 +92,19 @@ export class ConfigError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Names proxy-addr knows for address ranges. */
+const PROXY_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/** An IP address, an IP/CIDR range, or a range name proxy-addr knows. */
+function isProxyAddress(value: string): boolean {
+  if (PROXY_RANGES.includes(value)) return true;
+  const [address, bits, extra] = value.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}
 
 function isOrigin(value: string): boolean {
   try {
@@ -125,9 +154,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const jwtSecret = str('JWT_SECRET');
   if (jwtSecret !== undefined && jwtSecret.length < 32) problems.push('JWT_SECRET must be at least 32 characters');
 
+  // The same floor as generated keys: a key is a password nobody types.
   const bootstrapAdminKey = str('FIELDSYNC_BOOTSTRAP_ADMIN_KEY');
-  if (bootstrapAdminKey !== undefined && bootstrapAdminKey.length < 16) {
-    problems.push('FIELDSYNC_BOOTSTRAP_ADMIN_KEY must be at least 16 characters');
+  if (bootstrapAdminKey !== undefined && (bootstrapAdminKey.length < 32 || bootstrapAdminKey.length > 256)) {
+    problems.push('FIELDSYNC_BOOTSTRAP_ADMIN_KEY must be 32 to 256 characters');
+  }
+  // Not trimmed: a password is taken as written, but a blank one is unset.
+  const rawPassword = env.FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD;
+  const bootstrapAdminPassword = str('FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD') === undefined ? undefined : rawPassword;
+  if (bootstrapAdminPassword !== undefined && (bootstrapAdminPassword.length < 10 || bootstrapAdminPassword.length > 1024)) {
+    problems.push('FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD must be 10 to 1024 characters');
+  }
+
+  const proxy = str('TRUST_PROXY');
+  let trustProxy: TrustProxy = false;
+  if (proxy !== undefined && /^\d+$/.test(proxy)) {
+    trustProxy = Number(proxy) > 0 ? Math.min(Number(proxy), 100) : false;
+  } else if (proxy !== undefined && proxy.toLowerCase() !== 'false') {
+    const list = proxy.split(',').map((a) => a.trim()).filter((a) => a !== '');
+    const bad = list.filter((a) => !isProxyAddress(a));
+    // `true` would let every client choose its own address, and with it a fresh login budget.
+    if (bad.length > 0 || list.length === 0) {
+      problems.push(`TRUST_PROXY must be a hop count or a comma-separated list of proxy addresses or CIDR ranges (got "${bad.join('", "') || proxy}")`);
+    } else {
+      trustProxy = list;
+    }
   }
 
   const region = (str('DEFAULT_PHONE_REGION') ?? 'US').toUpperCase();
@@ -178,6 +229,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     uploadAllowedTypes: types,
     storageQuotaBytes: int('STORAGE_QUOTA_BYTES', 10 * 2 ** 30, 0, 2 ** 50),
     uploadTtlSeconds: int('UPLOAD_TTL_SECONDS', 24 * 3600, 1, 30 * 24 * 3600),
+    bootstrapAdminPassword,
+    accessTokenTtlSeconds: int('ACCESS_TOKEN_TTL_SECONDS', 900, 30, 86_400),
+    loginMaxFailures: int('LOGIN_MAX_FAILURES', 5, 0, 1000),
+    trustProxy,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

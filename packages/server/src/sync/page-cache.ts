@@ -7,12 +7,12 @@ import type { PulledPage } from './pull.js';
  * still the one it was read at (the caller reads that version first), on any instance. This is
  * what a team's devices at the same checkpoint hit when one change reaches all of them.
  *
- * Bounded by the JSON held, counted twice (a page is kept as text and, once sent, as bytes);
- * least recently used pages go first. A page larger than an eighth of the budget (an
- * initial-sync page of a large tenant) is not kept.
+ * Bounded by what an entry really costs (`costOf`): its key, the page object and map entry,
+ * the JSON text, and the bytes it is sent as; least recently used pages go first. A page
+ * larger than an eighth of the budget (an initial-sync page of a large tenant) is not kept.
  */
 export class PageCache {
-  private readonly entries = new Map<string, PulledPage>();
+  private readonly entries = new Map<string, { page: PulledPage; cost: number }>();
   private bytes = 0;
   private hitCount = 0;
   private missCount = 0;
@@ -21,16 +21,16 @@ export class PageCache {
 
   /** The page stored under `key` if it was read at `latestVersion`. */
   get(key: string, latestVersion: number): PulledPage | undefined {
-    const page = this.entries.get(key);
-    if (!page || page.latestVersion !== latestVersion) {
+    const entry = this.entries.get(key);
+    if (!entry || entry.page.latestVersion !== latestVersion) {
       this.missCount++;
       return undefined;
     }
     // Most recently used last: Map keeps insertion order.
     this.entries.delete(key);
-    this.entries.set(key, page);
+    this.entries.set(key, entry);
     this.hitCount++;
-    return page;
+    return entry.page;
   }
 
   /** Whether a page is stored under `key`, at whatever version (no hit or miss counted). */
@@ -39,15 +39,15 @@ export class PageCache {
   }
 
   set(key: string, page: PulledPage): void {
-    const size = sizeOf(page);
-    if (size > this.maxBytes / 8) return;
+    const cost = costOf(key, page);
+    if (cost > this.maxBytes / 8) return;
     this.remove(key);
-    this.entries.set(key, page);
-    this.bytes += size;
+    this.entries.set(key, { page, cost });
+    this.bytes += cost;
     for (const [oldest, old] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
       this.entries.delete(oldest);
-      this.bytes -= sizeOf(old);
+      this.bytes -= old.cost;
     }
   }
 
@@ -60,9 +60,32 @@ export class PageCache {
     const old = this.entries.get(key);
     if (!old) return;
     this.entries.delete(key);
-    this.bytes -= sizeOf(old);
+    this.bytes -= old.cost;
   }
 }
 
-/** What a page costs: its JSON text and the bytes it is sent as. */
-const sizeOf = (page: PulledPage) => page.changesJson.length * 2;
+// Measured on Node 20 (test/page-cache-memory.test.ts checks the sum against the heap):
+/** The Map entry, the page object, the entry record and the headers of its two strings. */
+const ENTRY_BYTES = 200;
+/** A Buffer object, its ArrayBuffer and the WeakMap entry that ties it to the page (pull.ts). */
+const ENCODED_OBJECT_BYTES = 320;
+/** The envelope around the changes in the bytes sent (`deltaEnvelopeJson`). */
+const ENVELOPE_CHARS = 128;
+
+/**
+ * What keeping `page` under `key` costs in memory, in bytes: the key (ASCII), the JSON text
+ * (one byte a character when ASCII, else up to two), and once sent the UTF-8 bytes of the
+ * answer. Those are encoded by `Buffer.from`, which carves a short one (under half of
+ * `Buffer.poolSize`) out of a shared 8 KiB slab and so keeps the whole slab alive as long as
+ * the page is cached: such a page is charged the slab. (Encoding cached pages into buffers of
+ * their own would cut that charge to the bytes themselves.)
+ */
+export function costOf(key: string, page: PulledPage): number {
+  const chars = page.changesJson.length;
+  const utf8 = Buffer.byteLength(page.changesJson, 'utf8');
+  const text = utf8 === chars ? chars : 2 * chars;
+  const sent = utf8 + ENVELOPE_CHARS;
+  const encoded = sent < Buffer.poolSize >>> 1 ? Buffer.poolSize : sent;
+  const keyBytes = Buffer.byteLength(key, 'utf8') === key.length ? key.length : 2 * key.length;
+  return ENTRY_BYTES + keyBytes + text + ENCODED_OBJECT_BYTES + encoded;
+}

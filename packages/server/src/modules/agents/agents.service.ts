@@ -2,7 +2,8 @@ import type { AgentCreate, AgentPatch, User } from '@fieldsync/protocol/auth';
 import { pgErrorCode, PgCodes, type Db, type Queryable } from '../../db/db.js';
 import { AppError, notFound } from '../../errors.js';
 import { toUser } from '../auth/auth.service.js';
-import { generateApiKey, hashPassword, keyPrefix, sha256 } from '../auth/credentials.js';
+import { revokeUserRefreshTokens, updatePasswordHash } from '../auth/auth.repository.js';
+import { generateApiKey, hashPassword, keyPrefix, MIN_API_KEY_LENGTH, sha256 } from '../auth/credentials.js';
 import * as repo from './agents.repository.js';
 
 export interface ApiKeyInfo {
@@ -16,6 +17,7 @@ export interface ApiKeyInfo {
 export interface AgentsService {
   create(tenantId: string, input: AgentCreate): Promise<{ agent: User; apiKey: string; keyId: string }>;
   list(tenantId: string): Promise<User[]>;
+  /** Changes name and activation; a `password` is set (argon2id) and the agent's refresh tokens revoked. */
   update(tenantId: string, agentCode: string, patch: AgentPatch): Promise<User>;
   createKey(tenantId: string, agentCode: string): Promise<{ apiKey: string; key: ApiKeyInfo }>;
   listKeys(tenantId: string, agentCode: string): Promise<ApiKeyInfo[]>;
@@ -32,6 +34,8 @@ const toKeyInfo = (k: repo.KeyRow): ApiKeyInfo => ({
 
 /** Issues a key for a user; `fixedKey` is the bootstrap admin key chosen by the operator. */
 export async function issueApiKey(db: Queryable, tenantId: string, userId: string, fixedKey?: string) {
+  // Configuration refuses a short bootstrap key already; this holds for every other caller.
+  if (fixedKey !== undefined && fixedKey.length < MIN_API_KEY_LENGTH) throw new AppError('VALIDATION_FAILED', `An API key has at least ${MIN_API_KEY_LENGTH} characters`);
   const apiKey = fixedKey ?? generateApiKey();
   const key = await repo.insertApiKey(db, { tenantId, userId, prefix: keyPrefix(apiKey), keyHash: sha256(apiKey) });
   return { apiKey, key: toKeyInfo(key) };
@@ -42,6 +46,8 @@ export function createAgentsService(deps: {
   db: Db;
   /** A user was deactivated, renamed or lost a key: caches and live sessions must forget it. */
   onUserChanged: (tenantId: string, userId: string, revoked: boolean) => void;
+  /** An admin set a user's password: failed logins counted against the account may go. */
+  onPasswordSet?: (tenantId: string, userId: string) => Promise<void>;
 }): AgentsService {
   const { db } = deps;
   const mustFind = async (tenantId: string, agentCode: string) => {
@@ -79,9 +85,20 @@ export function createAgentsService(deps: {
     },
 
     async update(tenantId, agentCode, patch) {
-      const user = await repo.updateUser(db, tenantId, agentCode, patch);
+      const { password, ...fields } = patch;
+      const passwordHash = password === undefined ? undefined : await hashPassword(password);
+      const user = await db.transaction(async (tx) => {
+        const updated = await repo.updateUser(tx, tenantId, agentCode, fields);
+        if (updated && passwordHash !== undefined) {
+          await updatePasswordHash(tx, tenantId, updated.id, passwordHash);
+          // A reset usually follows a leak or a lost password: no session outlives it.
+          await revokeUserRefreshTokens(tx, tenantId, updated.id);
+        }
+        return updated;
+      });
       if (!user) throw notFound('Agent');
       deps.onUserChanged(tenantId, user.id, patch.isActive === false);
+      if (passwordHash !== undefined) await deps.onPasswordSet?.(tenantId, user.id);
       return toUser(user);
     },
 

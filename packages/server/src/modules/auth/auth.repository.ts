@@ -40,16 +40,33 @@ export async function findUserById(db: Queryable, tenantId: string, userId: stri
   return rows[0];
 }
 
-/** Users whose agent code or email is `login`: in the tenant of slug `tenant`, or across tenants. */
-export async function findUsersByLogin(db: Queryable, login: string, tenant?: string): Promise<UserRow[]> {
-  const { rows } = await db.query<UserRow>(
-    `SELECT ${USER_COLUMNS} FROM users u
-      WHERE (u.agent_code = $1 OR lower(u.email) = lower($1))
-        AND ($2::text IS NULL OR u.tenant_id = (SELECT t.id FROM tenants t WHERE t.slug = $2))
-      ORDER BY u.created_at LIMIT 10`,
+export interface LoginCandidate extends UserRow {
+  /** In tenant `default`, whose users a login without a tenant means first. */
+  inDefault: boolean;
+}
+
+/**
+ * Users whose agent code or email is `login`, in the tenant of slug `tenant` or, without one,
+ * across tenants with those of tenant `default` first. At most 2: enough to tell one from many.
+ */
+export async function findLoginCandidates(db: Queryable, login: string, tenant: string | undefined): Promise<LoginCandidate[]> {
+  const { rows } = await db.query<LoginCandidate>(
+    `SELECT ${USER_COLUMNS}, t.slug = 'default' AS "inDefault"
+       FROM users u JOIN tenants t ON t.id = u.tenant_id
+      WHERE (u.agent_code = $1 OR lower(u.email) = lower($1)) AND ($2::text IS NULL OR t.slug = $2)
+      ORDER BY t.slug = 'default' DESC, u.created_at LIMIT 2`,
     [login, tenant ?? null],
   );
   return rows;
+}
+
+export async function updatePasswordHash(db: Queryable, tenantId: string, userId: string, passwordHash: string): Promise<void> {
+  await db.query('UPDATE users SET password_hash = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2', [tenantId, userId, passwordHash]);
+}
+
+/** Revokes every refresh token of a user (all sessions): after a password change or reset. */
+export async function revokeUserRefreshTokens(db: Queryable, tenantId: string, userId: string): Promise<void> {
+  await db.query('UPDATE refresh_tokens SET revoked_at = now() WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL', [tenantId, userId]);
 }
 
 export async function touchKey(db: Queryable, keyId: string): Promise<void> {

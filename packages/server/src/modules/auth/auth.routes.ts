@@ -1,11 +1,12 @@
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { LoginBody, RefreshBody, Tokens } from '@fieldsync/protocol/auth';
+import { LoginBody, PasswordChange, RefreshBody, Tokens } from '@fieldsync/protocol/auth';
 import { Ok } from '@fieldsync/protocol/envelope';
-import { responses } from '../../http/schemas.js';
+import { principalOf } from '../../http/auth.hook.js';
+import { responses, secured } from '../../http/schemas.js';
 import type { AuthService } from './auth.service.js';
 
-/** Login, token refresh (rotating) and logout for people (JWT). */
+/** Login, token refresh (rotating), logout and password changes for people (JWT). */
 export function authRoutes(deps: { auth: AuthService }): FastifyPluginAsyncTypebox {
   return async (app) => {
     const tags = ['auth'];
@@ -17,10 +18,10 @@ export function authRoutes(deps: { auth: AuthService }): FastifyPluginAsyncTypeb
           tags,
           summary: 'Log in with an email or agent code and a password: an access token and a refresh token',
           body: LoginBody,
-          response: responses({ 200: Ok(Tokens) }, { public: true, body: true, also: ['UNAUTHORIZED', 'FORBIDDEN', 'CONFLICT'] }),
+          response: responses({ 200: Ok(Tokens) }, { public: true, body: true, also: ['UNAUTHORIZED', 'RATE_LIMITED'] }),
         },
       },
-      async (request) => ({ success: true as const, data: await deps.auth.login(request.body) }),
+      async (request) => ({ success: true as const, data: await deps.auth.login(request.body, { address: request.ip }) }),
     );
     app.post(
       '/api/auth/refresh',
@@ -48,6 +49,22 @@ export function authRoutes(deps: { auth: AuthService }): FastifyPluginAsyncTypeb
       },
       async (request, reply) => {
         await deps.auth.logout(request.body.refreshToken);
+        return reply.status(204).send(null);
+      },
+    );
+    app.post(
+      '/api/auth/password',
+      {
+        schema: {
+          tags,
+          ...secured,
+          summary: 'Change your own password (at least 10 characters); your refresh tokens are revoked',
+          body: PasswordChange,
+          response: responses({ 204: Type.Null() }, { body: true, also: ['VALIDATION_FAILED'] }),
+        },
+      },
+      async (request, reply) => {
+        await deps.auth.changePassword(principalOf(request), request.body, { address: request.ip });
         return reply.status(204).send(null);
       },
     );

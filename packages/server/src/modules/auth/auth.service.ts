@@ -1,22 +1,30 @@
 import { randomUUID } from 'node:crypto';
 import { createSigner, createVerifier } from 'fast-jwt';
-import type { LoginBody, Tokens, User } from '@fieldsync/protocol/auth';
+import type { LoginBody, PasswordChange, Tokens, User } from '@fieldsync/protocol/auth';
 import type { Db } from '../../db/db.js';
 import { AppError } from '../../errors.js';
 import { TtlCache } from '../../lib/ttl-cache.js';
 import * as repo from './auth.repository.js';
-import { generateRefreshToken, sha256, verifyPassword } from './credentials.js';
+import { dummyPasswordHash, generateRefreshToken, hashPassword, sha256, verifyPassword } from './credentials.js';
+import { addressKey, type LoginThrottle } from './login-throttle.js';
 import type { Principal } from './principal.js';
 
-export const ACCESS_TOKEN_TTL_S = 15 * 60;
 const REFRESH_TOKEN_TTL_MS = 30 * 24 * 3600 * 1000;
+
+/** Where a login attempt comes from: the client address (the socket's unless TRUST_PROXY says otherwise). */
+export interface LoginClient {
+  address: string;
+}
 
 export interface AuthService {
   /** The caller of an API key; `agentCode`, when sent, must match the key's agent. */
   authenticateApiKey(key: string, opts?: { agentCode?: string; deviceId?: string }): Promise<Principal>;
   /** The caller of an access token. */
   authenticateAccessToken(token: string, opts?: { deviceId?: string }): Promise<Principal>;
-  login(body: LoginBody): Promise<Tokens>;
+  /** One password check per attempt, throttled per account and per client address (429). */
+  login(body: LoginBody, client: LoginClient): Promise<Tokens>;
+  /** A user changes their own password (throttled like logins); every refresh token of theirs is revoked. */
+  changePassword(p: Principal, body: PasswordChange, client: LoginClient): Promise<void>;
   refresh(refreshToken: string): Promise<Tokens>;
   logout(refreshToken: string): Promise<void>;
   /** Forget cached credentials of a user (after deactivation or key revocation). */
@@ -24,6 +32,29 @@ export interface AuthService {
 }
 
 const unauthorized = (message = 'Missing or invalid credentials') => new AppError('UNAUTHORIZED', message);
+
+/** The one answer to every failed login: it never says which of login and password was wrong. */
+const loginFailed = () =>
+  unauthorized('Wrong login or password (a login used in several tenants names its tenant: "tenant", or login@tenant-slug)');
+
+const tooManyAttempts = (retryAfterMs: number) => {
+  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return new AppError('RATE_LIMITED', `Too many failed password attempts; retry in ${seconds} seconds`, undefined, { 'retry-after': String(seconds) });
+};
+
+/** A tenant slug after the last `@`: it has no dot, which every email domain has. */
+const SLUG_SUFFIX = /^(.+)@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/i;
+
+/** The login and the tenant it names: the `tenant` field, else an `@slug` suffix of the login. */
+export function parseLogin(login: string, tenant?: string): { name: string; slug?: string } {
+  if (tenant !== undefined) return { name: login, slug: tenant };
+  const suffix = SLUG_SUFFIX.exec(login);
+  return suffix ? { name: suffix[1], slug: suffix[2].toLowerCase() } : { name: login };
+}
+
+/** The throttle key of an account, or of a login that names none (unknown or ambiguous). */
+const accountKey = (user: repo.UserRow | undefined, name: string, slug: string | undefined) =>
+  user ? `u:${user.id}` : `n:${slug ?? ''}:${sha256(name.toLowerCase()).slice(0, 32)}`;
 
 export function toUser(row: repo.UserRow): User {
   return {
@@ -40,12 +71,20 @@ export function toUser(row: repo.UserRow): User {
 }
 
 /**
- * API keys, access tokens (JWT, 15 min) and rotating refresh tokens. A refresh token is used
- * once; presenting a used one again means it leaked, so its whole family is revoked.
+ * API keys, access tokens (JWT, ACCESS_TOKEN_TTL_SECONDS), passwords and rotating refresh
+ * tokens. A refresh token is used once; presenting a used one again means it leaked, so its
+ * whole family is revoked. Logins: docs/security.md "Logins".
  */
-export function createAuthService(deps: { db: Db; jwtSecret: string; cacheMs: number }): AuthService {
-  const { db } = deps;
-  const sign = createSigner({ key: deps.jwtSecret, algorithm: 'HS256', expiresIn: ACCESS_TOKEN_TTL_S * 1000 });
+export function createAuthService(deps: {
+  db: Db;
+  jwtSecret: string;
+  cacheMs: number;
+  accessTokenTtlSeconds: number;
+  throttle: LoginThrottle;
+}): AuthService {
+  const { db, throttle } = deps;
+  const ttlSeconds = deps.accessTokenTtlSeconds;
+  const sign = createSigner({ key: deps.jwtSecret, algorithm: 'HS256', expiresIn: ttlSeconds * 1000 });
   const verify = createVerifier({ key: deps.jwtSecret, algorithms: ['HS256'], cache: 1000 });
   // Key lookups are cached briefly: the hot path (every pull) then costs no query.
   const keyCache = new TtlCache<string, repo.KeyLookupRow>(deps.cacheMs, 10_000);
@@ -65,7 +104,32 @@ export function createAuthService(deps: { db: Db; jwtSecret: string; cacheMs: nu
       expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
     });
     const accessToken = sign({ sub: user.id, tid: user.tenantId, role: user.role, code: user.agentCode });
-    return { accessToken, refreshToken, expiresIn: ACCESS_TOKEN_TTL_S, user: toUser(user) };
+    return { accessToken, refreshToken, expiresIn: ttlSeconds, user: toUser(user) };
+  };
+
+  /**
+   * Exactly one argon2 verification of `password`, against `user`'s hash or, when there is no
+   * account or it has no password, against a dummy hash: a refusal takes as long either way.
+   * Admitted by the throttle on `keys` (the account's first; 429 while locked). The account
+   * when the password is right and `usable` accepts it; else the attempt counts as a failure.
+   */
+  const checkPassword = async (
+    user: repo.UserRow | undefined,
+    password: string,
+    keys: string[],
+    usable: (user: repo.UserRow) => boolean,
+  ): Promise<repo.UserRow | undefined> => {
+    const verdict = await throttle.begin(keys);
+    if (!verdict.ok) throw tooManyAttempts(verdict.retryAfterMs);
+    let passed: repo.UserRow | undefined;
+    try {
+      const right = await verifyPassword(user?.passwordHash ?? (await dummyPasswordHash()), password);
+      if (right && user?.passwordHash && usable(user)) passed = user;
+    } finally {
+      if (!passed) await throttle.fail(verdict.attempt);
+    }
+    if (passed) await throttle.succeed(verdict.attempt, [keys[0]]);
+    return passed;
   };
 
   return {
@@ -119,19 +183,35 @@ export function createAuthService(deps: { db: Db; jwtSecret: string; cacheMs: nu
       };
     },
 
-    async login({ login, password, tenant }) {
-      // A named tenant scopes the login to it; otherwise the password must single out one user.
-      const candidates = (await repo.findUsersByLogin(db, login, tenant)).filter((u) => u.passwordHash !== null);
-      const matches: repo.UserRow[] = [];
-      for (const user of candidates) {
-        if (await verifyPassword(user.passwordHash as string, password)) matches.push(user);
-      }
-      if (matches.length > 1) throw new AppError('CONFLICT', 'This login exists in several tenants: name the tenant');
-      const user = matches[0];
-      if (!user) throw unauthorized('Wrong login or password');
-      activeOrThrow(user);
+    async login({ login, password, tenant }, client) {
+      const { name, slug } = parseLogin(login, tenant);
+      const candidates = await repo.findLoginCandidates(db, name, slug);
+      // A named tenant has at most one user with the login; without one, tenant `default`'s
+      // user, else the only one. Several without a name: no account (name the tenant).
+      const account = slug !== undefined || candidates[0]?.inDefault || candidates.length === 1 ? candidates[0] : undefined;
+      const keys = [accountKey(account, name, slug), `ip:${addressKey(client.address)}`];
+      // An inactive account answers like a wrong password: no answer tells the password was right.
+      const user = await checkPassword(account, password, keys, (u) => u.isActive);
+      if (!user) throw loginFailed();
       await db.query('UPDATE users SET last_seen_at = now() WHERE id = $1', [user.id]);
       return issueTokens(user, randomUUID());
+    },
+
+    async changePassword(p, body, client) {
+      const account = await repo.findUserById(db, p.tenantId, p.userId);
+      const keys = [accountKey(account, p.agentCode, undefined), `ip:${addressKey(client.address)}`];
+      const user = await checkPassword(account, body.currentPassword, keys, () => true);
+      if (!user) {
+        // Not a 401: the caller's credentials are fine, and clients take a 401 for a lost session.
+        throw new AppError('VALIDATION_FAILED', 'currentPassword is not the current password', [
+          { field: 'currentPassword', message: 'is not the current password' },
+        ]);
+      }
+      const hash = await hashPassword(body.newPassword);
+      await db.transaction(async (tx) => {
+        await repo.updatePasswordHash(tx, user.tenantId, user.id, hash);
+        await repo.revokeUserRefreshTokens(tx, user.tenantId, user.id);
+      });
     },
 
     async refresh(refreshToken) {

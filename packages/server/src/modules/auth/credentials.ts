@@ -9,9 +9,15 @@ export function generateApiKey(): string {
   return `fsk_${keyBody()}`;
 }
 
-/** The public part of a key that names it in lists and logs without revealing it. */
+/** Keys shorter than this are refused, the operator's bootstrap key included. */
+export const MIN_API_KEY_LENGTH = 32;
+
+/**
+ * The public part of a key that names it in lists and logs: at most 8 characters and always
+ * less than a quarter of the key (`fsk_` and 4 random characters of a generated key).
+ */
 export function keyPrefix(key: string): string {
-  return key.slice(0, 12);
+  return key.slice(0, Math.min(8, Math.ceil(key.length / 4) - 1));
 }
 
 export { sha256 } from '../../lib/hash.js';
@@ -21,6 +27,14 @@ export function generateRefreshToken(): string {
 }
 
 export const hashPassword = (password: string) => argon2.hash(password, { type: argon2.argon2id });
+
+let dummy: Promise<string> | undefined;
+/**
+ * A hash of a random password nobody knows, with the parameters of real ones: logins with no
+ * account (unknown, ambiguous, no password set) verify against it, so they take as long as a
+ * wrong password.
+ */
+export const dummyPasswordHash = (): Promise<string> => (dummy ??= hashPassword(randomBytes(32).toString('base64url')));
 
 export async function verifyPassword(hash: string, password: string): Promise<boolean> {
   try {

@@ -80,7 +80,7 @@ export function conflictsRoutes(deps: { conflicts: ConflictsService }): FastifyP
       },
       async (request) => {
         const { page = 1, limit = 50, ...filter } = request.query;
-        const { items, total } = await deps.conflicts.list(principalOf(request).tenantId, { ...filter, page, limit });
+        const { items, total } = await deps.conflicts.list(principalOf(request), { ...filter, page, limit });
         return { success: true as const, data: items, pagination: { page, limit, total } };
       },
     );

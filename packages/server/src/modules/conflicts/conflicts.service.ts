@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../../db/db.js';
 import { AppError, notFound } from '../../errors.js';
-import type { CollectionRegistry } from '../../sync/collections.js';
+import type { CollectionDef, CollectionRegistry } from '../../sync/collections.js';
 import { STRATEGIES, type Policy } from '../../sync/conflicts.js';
 import type { PolicyStore } from '../../sync/policies.js';
 import type { PushEngine } from '../../sync/push.js';
+import { isScoped, visibleSql } from '../../sync/scopes.js';
 import { isoSql } from '../contacts/contacts.collection.js';
 import type { Principal } from '../auth/principal.js';
 
@@ -28,8 +29,12 @@ export interface ConflictRecord {
 export interface ConflictsService {
   listPolicies(tenantId: string): Promise<({ collection: string } & Policy)[]>;
   setPolicy(tenantId: string, collection: string, policy: Policy): Promise<{ collection: string } & Policy>;
-  list(tenantId: string, query: { status?: string; collection?: string; limit: number; page: number }): Promise<{ items: ConflictRecord[]; total: number }>;
-  /** Resolves a pending conflict; the result is a new version of the record that syncs to all. */
+  /** The conflicts on records `p` may see now (see `visibleToCaller`). */
+  list(p: Principal, query: { status?: string; collection?: string; limit: number; page: number }): Promise<{ items: ConflictRecord[]; total: number }>;
+  /**
+   * Resolves a pending conflict on a record `p` may see (else 404); the result is a new
+   * version of the record that syncs to all.
+   */
   resolve(p: Principal, id: string, choice: { choose: 'server' | 'client' | 'merged'; data?: Record<string, unknown> }): Promise<ConflictRecord>;
 }
 
@@ -39,12 +44,34 @@ const COLUMNS = `c.id, c.collection, c.record_id AS "recordId", c.device_id AS "
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/**
+ * SQL condition over conflict `c`: its record is one the caller (`userParam`) may see now. A
+ * conflict holds the record's fields (`serverBefore`, `clientChange`), so it is shown only to
+ * those who may read the record: tenant-wide collections to every reviewer (admins and
+ * managers, by the routes), scoped ones (spaces, conversations, owner-scoped records) to those
+ * in the record's scope, whatever their role (the sync core's `visibleSql`). A conflict of a
+ * collection no longer registered is shown to nobody.
+ */
+export function visibleToCaller(registry: CollectionRegistry, userParam: string): string {
+  const ofDef = (def: CollectionDef) => {
+    if (!isScoped(def)) return `c.collection = '${def.name}'`;
+    return `(c.collection = '${def.name}' AND EXISTS (SELECT 1 FROM ${def.table} r WHERE r.tenant_id = c.tenant_id AND r.id = c.record_id
+        AND ${visibleSql(def, 'r', 'c.tenant_id', userParam)}))`;
+  };
+  const branches = [...registry.all()].map(ofDef).filter((b) => b !== undefined);
+  return branches.length > 0 ? `(${branches.join(' OR ')})` : 'false';
+}
+
 /** Conflict policies per collection, the conflict log and the manual review queue. */
 export function createConflictsService(deps: { db: Db; registry: CollectionRegistry; policies: PolicyStore; push: PushEngine }): ConflictsService {
   const { db } = deps;
-  const find = async (tenantId: string, id: string) => {
+  /** The conflict if `p` may see it; `checked: false` skips the check (a resolver reading the outcome). */
+  const find = async (p: Principal, id: string, checked = true) => {
     if (!UUID_RE.test(id)) return undefined;
-    const { rows } = await db.query<ConflictRecord>(`SELECT ${COLUMNS} FROM conflicts c WHERE c.tenant_id = $1 AND c.id = $2`, [tenantId, id]);
+    const { rows } = await db.query<ConflictRecord>(
+      `SELECT ${COLUMNS} FROM conflicts c WHERE c.tenant_id = $1 AND c.id = $3 AND ($4::boolean OR ${visibleToCaller(deps.registry, '$2::uuid')})`,
+      [p.tenantId, p.userId, id, !checked],
+    );
     return rows[0];
   };
 
@@ -67,9 +94,9 @@ export function createConflictsService(deps: { db: Db; registry: CollectionRegis
       return { collection: def.name, ...policy };
     },
 
-    async list(tenantId, query) {
-      const params: unknown[] = [tenantId];
-      const clauses = ['c.tenant_id = $1'];
+    async list(p, query) {
+      const params: unknown[] = [p.tenantId, p.userId];
+      const clauses = ['c.tenant_id = $1', visibleToCaller(deps.registry, '$2::uuid')];
       if (query.status) {
         params.push(query.status);
         clauses.push(`c.status = $${params.length}`);
@@ -90,7 +117,7 @@ export function createConflictsService(deps: { db: Db; registry: CollectionRegis
     },
 
     async resolve(p, id, choice) {
-      const conflict = await find(p.tenantId, id);
+      const conflict = await find(p, id);
       if (!conflict) throw notFound('Conflict');
       if (conflict.status !== 'pending') throw new AppError('CONFLICT', `This conflict is ${conflict.status}, not pending`);
       const client = conflict.clientChange as { operation?: string; data?: Record<string, unknown> };
@@ -126,7 +153,8 @@ export function createConflictsService(deps: { db: Db; registry: CollectionRegis
       );
       const { ack } = outcome.results[0];
       if (!ack.success) throw new AppError(ack.code ?? 'VALIDATION_FAILED', ack.error ?? 'The resolution could not be applied');
-      return (await find(p.tenantId, id)) as ConflictRecord;
+      // Read back unchecked: a resolution may take the record out of the resolver's sight (a deleted space).
+      return (await find(p, id, false)) as ConflictRecord;
     },
   };
 }

@@ -3,6 +3,7 @@ import { parse, type Parser } from 'csv-parse';
 import type { ContactCreate, ImportResult } from '@fieldsync/protocol/contacts';
 import { AppError } from '../../errors.js';
 import { CONTACT_FIELDS } from './contacts.collection.js';
+import { fromSpreadsheetSafe } from './contacts.export.js';
 import type { Actor, ContactsService } from './contacts.service.js';
 
 const CHUNK_ROWS = 1000;
@@ -10,16 +11,23 @@ const MAX_REPORTED_ERRORS = 1000;
 /** Imports at least this large refresh the planner statistics of contacts. */
 const ANALYZE_AFTER_ROWS = 10_000;
 
-/** Header names accepted for each field: the wire name, snake_case, or the seed's names. */
-const HEADER_ALIASES: Record<string, string> = Object.fromEntries(
-  CONTACT_FIELDS.flatMap((f) => [
+/**
+ * Header names accepted for each field: the wire name, snake_case, or the seed's names. A Map,
+ * not an object: a header such as `__proto__`, `constructor` or `toString` must find nothing
+ * rather than something of Object.prototype.
+ */
+const HEADER_ALIASES = new Map<string, string>([
+  ...CONTACT_FIELDS.flatMap((f): [string, string][] => [
     [f.toLowerCase(), f],
     [f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), f],
   ]),
-);
-Object.assign(HEADER_ALIASES, { phone: 'phonePrimary', first_name: 'firstName', last_name: 'lastName', contact_id: 'externalId' });
+  ['phone', 'phonePrimary'],
+  ['first_name', 'firstName'],
+  ['last_name', 'lastName'],
+  ['contact_id', 'externalId'],
+]);
 
-const BOOLEAN_TEXT: Record<string, boolean> = { true: true, false: false, '1': true, '0': false, yes: true, no: false, '': false };
+const BOOLEAN_TEXT = new Map<string, boolean>([['true', true], ['false', false], ['1', true], ['0', false], ['yes', true], ['no', false], ['', false]]);
 
 /** Counts the line breaks inside a record's quoted fields (CRLF is one). */
 const lineBreaks = (record: string[]) => record.reduce((n, cell) => n + (cell.match(/\r\n|\r|\n/g)?.length ?? 0), 0);
@@ -130,7 +138,7 @@ export async function importContactsCsv(
       const line = linesBefore + info.empty_lines + 1;
       linesBefore += 1 + lineBreaks(record);
       if (!fields) {
-        fields = record.map((h) => HEADER_ALIASES[h.toLowerCase()] ?? HEADER_ALIASES[h] ?? (CONTACT_FIELDS.includes(h as never) ? h : undefined));
+        fields = record.map((h) => HEADER_ALIASES.get(h.toLowerCase()) ?? (CONTACT_FIELDS.includes(h as never) ? h : undefined));
         const unknown = record.filter((_, i) => fields?.[i] === undefined);
         if (unknown.length > 0) throw new AppError('VALIDATION_FAILED', `Unknown CSV column(s): ${unknown.join(', ')}`);
         if (!fields.includes('firstName') || !fields.includes('phonePrimary')) {
@@ -145,9 +153,9 @@ export async function importContactsCsv(
       }
       const row: Record<string, unknown> = {};
       fields.forEach((field, i) => {
-        const cell = record[i];
+        const cell = record[i] === undefined ? undefined : fromSpreadsheetSafe(record[i]);
         if (field === undefined || cell === undefined) return;
-        if (field === 'doNotCall') row[field] = BOOLEAN_TEXT[cell.toLowerCase()] ?? cell;
+        if (field === 'doNotCall') row[field] = BOOLEAN_TEXT.get(cell.toLowerCase()) ?? cell;
         else if (cell !== '' || field === 'firstName' || field === 'phonePrimary') row[field] = cell;
       });
       const error = validate(row);

@@ -4,15 +4,17 @@ import { AppError } from '../../errors.js';
 import { toUser } from '../auth/auth.service.js';
 import { insertUser } from '../agents/agents.repository.js';
 import { issueApiKey } from '../agents/agents.service.js';
+import { hashPassword } from '../auth/credentials.js';
 
 export interface TenantsService {
   /** A new tenant with its own admin (agent code `admin`), whose key is returned once. */
   create(input: TenantCreate, opts?: { adminKey?: string }): Promise<{ tenant: Tenant; admin: User; apiKey: string }>;
   /**
-   * On an empty database: tenant `default` with admin `admin`. Returns the admin key when it
-   * created one, undefined when tenants already existed.
+   * On an empty database: tenant `default` with admin `admin`, whose key is `adminKey` (else a
+   * generated one) and whose password is `opts.adminPassword` (else none). Returns the admin
+   * key when it created one, undefined when tenants already existed.
    */
-  bootstrap(adminKey?: string): Promise<{ apiKey: string; generated: boolean } | undefined>;
+  bootstrap(adminKey?: string, opts?: { adminPassword?: string }): Promise<{ apiKey: string; generated: boolean } | undefined>;
   findBySlug(slug: string): Promise<Tenant | undefined>;
 }
 
@@ -36,9 +38,9 @@ async function insertTenant(tx: Queryable, input: TenantCreate): Promise<TenantR
 export function createTenantsService(deps: { db: Db }): TenantsService {
   const { db } = deps;
 
-  const createIn = async (tx: Queryable, input: TenantCreate, adminKey?: string) => {
+  const createIn = async (tx: Queryable, input: TenantCreate, adminKey?: string, passwordHash?: string) => {
     const tenant = await insertTenant(tx, input);
-    const admin = await insertUser(tx, { tenantId: tenant.id, agentCode: 'admin', name: 'Administrator', role: 'admin' });
+    const admin = await insertUser(tx, { tenantId: tenant.id, agentCode: 'admin', name: 'Administrator', role: 'admin', passwordHash });
     const { apiKey } = await issueApiKey(tx, tenant.id, admin.id, adminKey);
     return { tenant: toTenant(tenant), admin: toUser(admin), apiKey };
   };
@@ -53,14 +55,15 @@ export function createTenantsService(deps: { db: Db }): TenantsService {
       }
     },
 
-    async bootstrap(adminKey) {
+    async bootstrap(adminKey, opts = {}) {
       return db.transaction(async (tx) => {
         // Instances starting together against one empty database: only one bootstraps.
         await tx.query('SELECT pg_advisory_xact_lock(7240312)');
         const existing = await tx.query('SELECT 1 FROM tenants LIMIT 1');
         // rows, not rowCount: PGlite reports 0 as the rowCount of a SELECT.
         if (existing.rows.length > 0) return undefined;
-        const { apiKey } = await createIn(tx, { slug: 'default', name: 'Default' }, adminKey);
+        const passwordHash = opts.adminPassword === undefined ? undefined : await hashPassword(opts.adminPassword);
+        const { apiKey } = await createIn(tx, { slug: 'default', name: 'Default' }, adminKey, passwordHash);
         return { apiKey, generated: adminKey === undefined };
       });
     },
