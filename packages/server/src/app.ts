@@ -99,7 +99,7 @@ export async function buildApp(deps: AppDeps) {
   registry.register(
     contactsCollection({
       defaultRegion: config.defaultPhoneRegion,
-      existingFiles: async (tenantId, ids) => new Set((await files.describe(tenantId, ids)).map((f) => f.fileId)),
+      existingFiles: (tx, tenantId, ids) => files.readyIds(tx, tenantId, ids),
     }),
   );
   registry.register(spacesCollection);

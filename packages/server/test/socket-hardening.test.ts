@@ -77,6 +77,22 @@ describe.each(backends)('socket hardening on %s', (backend) => {
     }
   });
 
+  it('ends a socket and its access token when its session logs out', async () => {
+    const a = await createAgent(app, `SHO${backend}`, { password: 'correct horse battery' });
+    const login = await app.api('POST', '/api/auth/login', { key: null, body: { login: a.agent.agentCode, password: 'correct horse battery' } });
+    expect(login.status, login.text).toBe(200);
+    const { accessToken, refreshToken } = login.body.data;
+    const s = await authedProbe(app.url, { token: accessToken, deviceId: dev() });
+    try {
+      expect((await app.api('POST', '/api/auth/logout', { key: null, body: { refreshToken } })).status).toBe(204);
+      const [error] = await ended(s);
+      expect(error).toMatchObject({ error: 'UNAUTHORIZED' });
+      expect((await app.api('GET', '/api/sync/delta?version=0&limit=1', { key: null, token: accessToken })).status).toBe(401);
+    } finally {
+      closeAll(s);
+    }
+  });
+
   it('is in its rooms when the client sees connect: a pull emitted at once is answered', async () => {
     const a = await agent();
     for (let i = 0; i < 5; i++) {

@@ -126,10 +126,10 @@ export interface WriteDef {
   unique?: readonly string[];
   /**
    * Fields naming something outside the synced collections (a contact's photo file): `existing`
-   * answers which of the named ids the tenant has, once per batch; another id is the change's
-   * VALIDATION_FAILED.
+   * answers which of the named ids the tenant has, once per batch, in the write transaction
+   * (`tx`: on PGlite the only connection); another id is the change's VALIDATION_FAILED.
    */
-  external?: readonly { field: string; what: string; existing(tenantId: string, ids: string[]): Promise<Set<string>> }[];
+  external?: readonly { field: string; what: string; existing(tx: Queryable, tenantId: string, ids: string[]): Promise<Set<string>> }[];
   /** References by id that may also be given by local id within the device's batches. */
   refs?: readonly { field: string; localField: string; collection: string }[];
   /** Normalises client fields (phones to E.164); throws AppError for a bad value. */

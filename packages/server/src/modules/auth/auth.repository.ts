@@ -111,3 +111,12 @@ export async function markRefreshTokenUsed(db: Queryable, id: string): Promise<v
 export async function revokeRefreshFamily(db: Queryable, familyId: string): Promise<void> {
   await db.query('UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL', [familyId]);
 }
+
+/** Whether any token of a refresh-token family (a session) was revoked: the session has ended. */
+export async function isFamilyRevoked(db: Queryable, familyId: string): Promise<boolean> {
+  const { rows } = await db.query<{ revoked: boolean }>(
+    'SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL) AS revoked',
+    [familyId],
+  );
+  return rows[0].revoked;
+}

@@ -89,6 +89,8 @@ export function createAuthService(deps: {
   // Key lookups are cached briefly: the hot path (every pull) then costs no query.
   const keyCache = new TtlCache<string, repo.KeyLookupRow>(deps.cacheMs, 10_000);
   const userCache = new TtlCache<string, repo.UserRow>(deps.cacheMs, 10_000);
+  /** Whether a session (refresh-token family) was revoked: logout, a password change, token reuse. */
+  const sessionCache = new TtlCache<string, boolean>(deps.cacheMs, 10_000);
 
   const activeOrThrow = (user: repo.UserRow) => {
     if (!user.isActive) throw new AppError('FORBIDDEN', 'This agent is inactive');
@@ -103,7 +105,8 @@ export function createAuthService(deps: {
       tokenHash: sha256(refreshToken),
       expiresAt: new Date(Date.now() + REFRESH_TOKEN_TTL_MS),
     });
-    const accessToken = sign({ sub: user.id, tid: user.tenantId, role: user.role, code: user.agentCode });
+    // `sid` names the session (the refresh-token family): logging out ends its access tokens too.
+    const accessToken = sign({ sub: user.id, tid: user.tenantId, role: user.role, code: user.agentCode, sid: familyId });
     return { accessToken, refreshToken, expiresIn: ttlSeconds, user: toUser(user) };
   };
 
@@ -159,11 +162,19 @@ export function createAuthService(deps: {
     },
 
     async authenticateAccessToken(token, opts = {}) {
-      let claims: { sub: string; tid: string };
+      let claims: { sub: string; tid: string; sid?: string };
       try {
-        claims = verify(token) as { sub: string; tid: string };
+        claims = verify(token) as { sub: string; tid: string; sid?: string };
       } catch {
         throw unauthorized('Invalid or expired access token');
+      }
+      if (claims.sid) {
+        let revoked = sessionCache.get(claims.sid);
+        if (revoked === undefined) {
+          revoked = await repo.isFamilyRevoked(db, claims.sid);
+          sessionCache.set(claims.sid, revoked);
+        }
+        if (revoked) throw unauthorized('This session has ended: log in again');
       }
       const cacheKey = `${claims.tid}:${claims.sub}`;
       let user = userCache.get(cacheKey);
@@ -239,11 +250,13 @@ export function createAuthService(deps: {
         const row = await repo.findRefreshTokenForUpdate(tx, sha256(refreshToken));
         if (row) await repo.revokeRefreshFamily(tx, row.familyId);
       });
+      sessionCache.clear();
     },
 
     forgetUser(userId) {
       keyCache.deleteWhere((row) => row.id === userId);
       userCache.deleteWhere((row) => row.id === userId);
+      sessionCache.clear();
     },
   };
 }

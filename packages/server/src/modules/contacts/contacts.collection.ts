@@ -1,4 +1,5 @@
 import { ContactCreate, ContactUpdate } from '@fieldsync/protocol/contacts';
+import type { Queryable } from '../../db/db.js';
 import type { AppliedChange, CollectionDef, FieldDef } from '../../sync/collections.js';
 import { normaliseContactFields } from './contacts.normalise.js';
 
@@ -38,7 +39,7 @@ export function contactEvents(applied: AppliedChange[], agentCode: string | unde
 export function contactsCollection(opts: {
   defaultRegion: string;
   /** Which of the ids are ready files of the tenant (a photo must name one). */
-  existingFiles?: (tenantId: string, ids: string[]) => Promise<Set<string>>;
+  existingFiles?: (tx: Queryable, tenantId: string, ids: string[]) => Promise<Set<string>>;
 }): CollectionDef {
   return {
     name: 'contacts',

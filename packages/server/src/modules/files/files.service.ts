@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { CHUNK_SIZE, type ChunkReceipt, type FileInfo, type FinalizedUpload, type UploadInit, type UploadStatus, type UploadTicket } from '@fieldsync/protocol/files';
-import { pgErrorCode, PgCodes, type Db } from '../../db/db.js';
+import { pgErrorCode, PgCodes, type Db, type Queryable } from '../../db/db.js';
 import { AppError, invalid, notFound } from '../../errors.js';
 import { isAllowedType, normaliseContentType, sanitiseFilename, type ByteRange } from './files.metadata.js';
 import * as repo from './files.repository.js';
@@ -76,6 +76,8 @@ export interface FilesService {
   assertUsable(tenantId: string, fileId: string, opts?: { userId?: string; field?: string }): Promise<void>;
   /** The ready files among `fileIds`, for answers that embed them (chat attachments). */
   describe(tenantId: string, fileIds: string[]): Promise<FileInfo[]>;
+  /** Which of `fileIds` are ready files of the tenant, read through `q` (a writer's transaction). */
+  readyIds(q: Queryable, tenantId: string, fileIds: string[]): Promise<Set<string>>;
 
   /** Removes expired sessions and tus uploads with their bytes, and crash leftovers; counts. */
   removeExpired(): Promise<{ sessions: number; tusUploads: number; orphans: number }>;
@@ -366,6 +368,11 @@ export function createFilesService(deps: {
       const file = UUID_RE.test(fileId) ? await repo.findFile(db, tenantId, fileId) : undefined;
       const usable = file?.status === 'ready' && (opts.userId === undefined || (await visible(tenantId, opts.userId, fileId)));
       if (!usable) throw invalid(opts.field ?? 'fileId', 'does not name an uploaded file of this organisation');
+    },
+
+    async readyIds(q, tenantId, fileIds) {
+      const ids = fileIds.filter((id) => UUID_RE.test(id));
+      return new Set(ids.length === 0 ? [] : (await repo.findReadyFiles(q, tenantId, ids)).map((f) => f.id));
     },
 
     async describe(tenantId, fileIds) {

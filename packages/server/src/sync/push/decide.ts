@@ -126,7 +126,8 @@ export function decideBatch(
     for (const ext of p.def.write.external ?? []) {
       const value = fields[ext.field];
       if (typeof value === 'string' && ctx.missing.has(`${p.def.name}:${ext.field}:${value}`)) {
-        throw new ChangeError('VALIDATION_FAILED', `${ext.field}: does not name ${ext.what} of this organisation`);
+        const message = `does not name ${ext.what} of this organisation`;
+        throw new ChangeError('VALIDATION_FAILED', `${ext.field}: ${message}`, [{ field: ext.field, message }]);
       }
     }
     const own = audienceOf(p.def, id, { ...state?.data, ...fields });

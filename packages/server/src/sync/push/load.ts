@@ -160,7 +160,7 @@ export async function loadBatch(
     for (const ext of def.write.external ?? []) {
       const ids = [...new Set(live.filter((p) => p.def === def).map((p) => p.fields[ext.field]).filter(isUuid))];
       if (ids.length === 0) continue;
-      const found = await ext.existing(caller.tenantId, ids);
+      const found = await ext.existing(tx, caller.tenantId, ids);
       for (const id of ids) if (!found.has(id)) missing.add(`${def.name}:${ext.field}:${id}`);
     }
   }
