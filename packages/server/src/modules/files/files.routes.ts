@@ -97,7 +97,7 @@ export function filesRoutes(deps: { files: FilesService }): FastifyPluginAsyncTy
           ...secured,
           summary: 'Make the file once every chunk is there (409 INCOMPLETE lists the missing) and the whole SHA-256 matches; again: the same file',
           params: UploadParams,
-          response: responses({ 200: Ok(FinalizedUpload) }, { params: true, also: ['NOT_FOUND', 'INCOMPLETE', 'CHECKSUM_MISMATCH'] }),
+          response: responses({ 200: Ok(FinalizedUpload) }, { body: true, params: true, also: ['NOT_FOUND', 'INCOMPLETE', 'CHECKSUM_MISMATCH'] }),
         },
       },
       async (request) => ({ success: true as const, data: await files.finalize(callerOf(request), request.params.uploadId) }),
