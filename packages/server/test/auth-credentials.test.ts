@@ -105,7 +105,7 @@ describe.each(backends)('passwords on %s', (backend) => {
     expectStatus(await login({ login: 'PW3', password: 'other-tenants-choice' }), 401);
   });
 
-  it('lets a user change their own password with the current one: their refresh tokens are revoked, access tokens live out their time', async () => {
+  it('lets a user change their own password with the current one: every session of theirs ends, refresh and access tokens alike', async () => {
     const agent = await createAgent(app, 'PW4', { password: 'first-password-4' });
     const [a, b] = [await tokensOf({ login: 'PW4', password: 'first-password-4' }), await tokensOf({ login: 'PW4', password: 'first-password-4' })];
 
@@ -123,9 +123,12 @@ describe.each(backends)('passwords on %s', (backend) => {
     expectStatus(changed, 204);
     expectStatus(await login({ login: 'PW4', password: 'first-password-4' }), 401);
     const fresh = await tokensOf({ login: 'PW4', password: 'second-password-4' });
-    // Every session of the user ends when their refresh token is next used, the other device's too.
+    // Every session of the user ends, the other device's too: refresh tokens, and the access
+    // tokens they issued (on every instance within AUTH_CACHE_MS; here at once).
     expectStatus(await refresh(b.refreshToken), 401, 'UNAUTHORIZED');
-    expectStatus(await app.api('GET', '/api/contacts', { key: null, token: a.accessToken }), 200);
+    expectStatus(await app.api('GET', '/api/contacts', { key: null, token: a.accessToken }), 401, 'UNAUTHORIZED');
+    expectStatus(await app.api('GET', '/api/contacts', { key: null, token: b.accessToken }), 401, 'UNAUTHORIZED');
+    expectStatus(await app.api('GET', '/api/contacts', { key: null, token: fresh.accessToken }), 200);
     expectStatus(await refresh(fresh.refreshToken), 200);
 
     // A device holding the agent's API key may change it too, knowing the current one.

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import argon2 from 'argon2';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { backends } from './helpers/test-db.js';
@@ -259,8 +259,10 @@ const shared = process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL ? [pr
 describe.each(shared)('login throttling across two instances on PostgreSQL and Redis (%s)', (redisUrl) => {
   let one: TestApp;
   let two: TestApp;
+  // Redis outlives a run: addresses and logins unique to this run, or an earlier run's lock answers.
+  const run = randomInt(0, 2 ** 16);
   let seq = 0;
-  const fresh = () => `192.0.2.${++seq}`;
+  const fresh = () => `198.18.${run % 256}.${(Math.floor(run / 256) + ++seq) % 256}`;
   beforeAll(async () => {
     const env = { REDIS_URL: redisUrl, TRUST_PROXY: 'loopback' };
     one = await startTestApp('postgres', env);
@@ -284,9 +286,9 @@ describe.each(shared)('login throttling across two instances on PostgreSQL and R
 
   it('locks an address on both instances', async () => {
     const address = fresh();
-    for (let i = 0; i < 5; i++) expectRefused(await login(i % 2 ? one : two, { login: `red-nobody-${i}`, password: 'wrong-password' }, address));
-    expectThrottled(await login(one, { login: 'red-nobody-x', password: 'wrong-password' }, address));
-    expectThrottled(await login(two, { login: 'red-nobody-y', password: 'wrong-password' }, address));
+    for (let i = 0; i < 5; i++) expectRefused(await login(i % 2 ? one : two, { login: `red-nobody-${run}-${i}`, password: 'wrong-password' }, address));
+    expectThrottled(await login(one, { login: `red-nobody-${run}-x`, password: 'wrong-password' }, address));
+    expectThrottled(await login(two, { login: `red-nobody-${run}-y`, password: 'wrong-password' }, address));
   });
 
   it('lets at most 5 of 20 simultaneous wrong attempts spread over both instances reach a password check', async () => {
