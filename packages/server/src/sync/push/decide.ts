@@ -23,6 +23,18 @@ export interface Decisions {
   applied: Map<CollectionDef, AppliedChange[]>;
 }
 
+const audited = new WeakMap<WritableDef, string[]>();
+
+/** The fields an audit entry records for a collection (derived once per definition). */
+function auditedFields(def: WritableDef): string[] {
+  let fields = audited.get(def);
+  if (!fields) {
+    fields = Object.entries(def.write.fields).filter(([, f]) => f.audit !== false).map(([name]) => name);
+    audited.set(def, fields);
+  }
+  return fields;
+}
+
 const deniedError = (denial: Denial) => new ChangeError(denial.code === 'not_found' ? 'NOT_FOUND' : 'FORBIDDEN', denial.message);
 
 /**
@@ -91,7 +103,7 @@ export function decideBatch(
     after: Record<string, unknown>,
     touched: string[] = [],
   ): AuditEntry => {
-    const audited = Object.keys(p.def.write.fields).filter((f) => p.def.write.fields[f].audit !== false);
+    const audited = auditedFields(p.def);
     const changes = action === 'delete' ? { isDeleted: { from: false, to: true } } : diffRecords(before, after, audited);
     // A field set to its current value is recorded too (from == to): it was written.
     for (const field of touched) if (audited.includes(field)) changes[field] ??= { from: before?.[field] ?? null, to: after[field] ?? null };
