@@ -1,3 +1,4 @@
+import { ConversationCreate, ConversationUpdate, MessageEdit, MessagePushCreate } from './chat.js';
 import { Type, type Static, type TSchema } from 'typebox';
 import { ContactCreate, ContactUpdate } from './contacts.js';
 import { Uuid, VALIDATED_BY } from './envelope.js';
@@ -115,6 +116,14 @@ export const SYNC_ENTITIES = [
     create: ItemPushCreate,
     update: ItemPushUpdate,
     localRefs: { spaceId: 'spaceLocalId', categoryId: 'categoryLocalId' },
+  }),
+  syncEntity({ name: 'conversations', alias: 'conversation', create: ConversationCreate, update: ConversationUpdate, operations: ['create', 'update'] }),
+  syncEntity({
+    name: 'messages',
+    alias: 'message',
+    create: MessagePushCreate,
+    update: MessageEdit,
+    localRefs: { conversationId: 'conversationLocalId' },
   }),
 ] as const;
 

@@ -53,6 +53,12 @@ import { createFilesService } from './modules/files/files.service.js';
 import { filesRoutes } from './modules/files/files.routes.js';
 import { createTusStore, tusRoutes } from './modules/files/files.tus.js';
 import { createUploadsExpiryJob } from './jobs/uploads-expiry.job.js';
+import { conversationsCollection, messagesCollection, usersCollection } from './modules/chat/chat.collection.js';
+import { createPresence } from './modules/chat/chat.presence.js';
+import { createChatService } from './modules/chat/chat.service.js';
+import { chatRoutes } from './modules/chat/chat.routes.js';
+import { mountChatSocket } from './modules/chat/chat.socket.js';
+import { createServerWrites } from './sync/server-writes.js';
 
 export const VERSION = '0.1.0';
 
@@ -105,6 +111,10 @@ export async function buildApp(deps: AppDeps) {
   registry.register(spacesCollection);
   registry.register(categoriesCollection);
   registry.register(itemsCollection);
+  registry.register(usersCollection);
+  registry.register(conversationsCollection);
+  registry.register(messagesCollection);
+  const writes = createServerWrites({ db, registry, feed });
   const throttle = createLoginThrottle({
     policy: loginPolicy(config.loginMaxFailures),
     redis,
@@ -125,6 +135,7 @@ export async function buildApp(deps: AppDeps) {
   let gateway: Gateway | undefined;
   const agents = createAgentsService({
     db,
+    writes,
     onUserChanged: (tenantId, userId, revoked) => {
       auth.forgetUser(userId);
       // Live sockets of a deactivated agent or a revoked key go; valid ones reconnect.
@@ -140,6 +151,18 @@ export async function buildApp(deps: AppDeps) {
   const sync = createSyncService({ db, registry, devices, push, pageCache: config.pullCacheMb > 0 ? new PageCache(config.pullCacheMb * 2 ** 20) : undefined });
   const lists = createListsService({ db, registry, push });
   const conflicts = createConflictsService({ db, registry, policies, push });
+  const presence = createPresence({
+    redis,
+    logger,
+    onChange: (change) => {
+      gateway?.relay({ tenantId: change.tenantId, name: 'presence', payload: { userId: change.userId, status: change.status, lastSeen: change.lastSeen } });
+      db.query('UPDATE users SET last_seen_at = now() WHERE tenant_id = $1 AND id = $2', [change.tenantId, change.userId]).catch((error: unknown) =>
+        logger.warn({ err: error }, 'last seen not recorded'),
+      );
+    },
+  });
+  const chat = createChatService({ db, push, writes, presence, logger });
+  files.addAttachmentGuard((tenantId, userId, fileId) => chat.attachmentVisible(tenantId, userId, fileId));
 
   // HTTP.
   const app = Fastify({
@@ -228,6 +251,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(pushRoutes({ sync }));
   await app.register(listsRoutes({ lists }));
   await app.register(conflictsRoutes({ conflicts }));
+  await app.register(chatRoutes({ chat }));
   await app.register(filesRoutes({ files }));
   await app.register(tusRoutes({ files, store: tusStore, maxBytes: config.uploadMaxBytes }));
 
@@ -247,6 +271,7 @@ export async function buildApp(deps: AppDeps) {
     forgetUser: (userId) => auth.forgetUser(userId),
   });
   gateway = realtime;
+  mountChatSocket({ gateway: realtime, chat, presence });
   if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync' }));
   app.addHook('preClose', async () => {
     closing = true;
@@ -259,7 +284,7 @@ export async function buildApp(deps: AppDeps) {
   const uploadsExpiry = createUploadsExpiryJob({ files, logger, intervalMs: Math.min(15 * 60 * 1000, config.uploadTtlSeconds * 1000) });
   await uploadsExpiry.run();
 
-  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies, maintenance, files, uploadsExpiry };
+  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, writes, lists, conflicts, policies, maintenance, files, uploadsExpiry, chat, presence };
   return {
     app: app as unknown as FastifyInstance,
     gateway: realtime,
@@ -268,7 +293,7 @@ export async function buildApp(deps: AppDeps) {
     async close() {
       await app.close();
       realtime.io.close();
-      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop()]);
+      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop(), chat.stop()]);
       // quit() waits for a connection a Redis that is down never gives: disconnect those.
       const quit = async (client?: Redis) => {
         if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());

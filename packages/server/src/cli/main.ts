@@ -1,4 +1,8 @@
 import { parseArgs } from 'node:util';
+import { usersCollection } from '../modules/chat/chat.collection.js';
+import { CollectionRegistry } from '../sync/collections.js';
+import { ChangeFeed } from '../sync/feed.js';
+import { createServerWrites } from '../sync/server-writes.js';
 import { AgentCreate, Password, TenantCreate, type Role, type User } from '@fieldsync/protocol/auth';
 import { ConfigError, loadConfig } from '../config/config.js';
 import type { Db } from '../db/db.js';
@@ -363,7 +367,11 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     if (parsed.name === 'migrate' && applied.length === 0) notice('The database is up to date.');
 
     // A running server forgets cached credentials within AUTH_CACHE_MS; this process has none.
-    const agents = createAgentsService({ db, onUserChanged: () => {} });
+    // Its directory changes reach devices by the pull (no sockets here to tell).
+    const registry = new CollectionRegistry();
+    registry.register(usersCollection);
+    const writes = createServerWrites({ db, registry, feed: new ChangeFeed() });
+    const agents = createAgentsService({ db, writes, onUserChanged: () => {} });
     const ctx: Context = {
       applied,
       agents,

@@ -24,7 +24,7 @@ import { sha256 } from '../lib/hash.js';
 import { refusalOf, screenBatch } from '../lib/values.js';
 import { compileBodyValidator } from '../lib/validation.js';
 import type { Role } from '@fieldsync/protocol/auth';
-import type { ChangeFeed, CommitEvent } from '../sync/feed.js';
+import type { ChangeFeed, CommitEmit, CommitEvent } from '../sync/feed.js';
 import type { SyncService } from '../sync/sync.service.js';
 
 /** How long a socket may stay connected without authenticating, unless configured (SPEC §7). */
@@ -113,6 +113,39 @@ export interface GatewayDeps {
   forgetUser?: (userId: string) => void;
 }
 
+/** A socket as a domain's event handler sees it. */
+export interface SocketContext {
+  principal: Principal;
+  socketId: string;
+  /** Emits to this socket only. */
+  emit(name: string, payload: unknown): void;
+}
+
+/** A socket event a domain module handles (chat's `send_message`): checked payload in, ack data out. */
+export interface SocketHandler<T = unknown> {
+  /** The payload's schema check (compileBodyValidator of a protocol schema). */
+  check(payload: unknown): { ok: true; value: T } | { ok: false; errors: unknown[] };
+  /** Answers the event; a thrown AppError becomes the error ack. Absent: the event needs no ack. */
+  handle(ctx: SocketContext, payload: T): Promise<unknown>;
+}
+
+/** An ephemeral event (typing, presence) for sockets on every instance; never stored. */
+export interface Relay {
+  tenantId: string;
+  name: string;
+  payload: unknown;
+  /** Whose sockets: the tenant's (absent), a scope's members, or some users. */
+  to?: { audience: string } | { users: string[] };
+  /** Leave out every socket of this user (the typist). */
+  exceptUserId?: string;
+}
+
+/** Told when a user's socket is admitted and when it goes (presence). */
+export interface SocketLifecycle {
+  admitted(principal: Principal, socketId: string): void;
+  gone(principal: Principal, socketId: string): void;
+}
+
 /** `authenticate` events a socket may send before it is disconnected. */
 export const MAX_AUTH_ATTEMPTS = 3;
 
@@ -152,6 +185,11 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
 
   /** Revocations seen per user on this instance: an admission that saw one meanwhile checks again. */
   const revocations = new Map<string, number>();
+  /** Domain socket events by name (registered by modules through `handle`). */
+  const handlers = new Map<string, SocketHandler<never>>();
+  /** Listeners told when an event of a name reached a user's socket (chat: delivered receipts). */
+  const reached = new Map<string, ((principal: Principal, payload: unknown) => void)[]>();
+  const lifecycles: SocketLifecycle[] = [];
 
   /** Checks credentials (payload rules, schema, the auth module, the device's owner). */
   const authenticate = async (raw: unknown): Promise<{ principal: Principal; auth: SocketAuth }> => {
@@ -206,6 +244,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     }
     void socket.join(joined);
     socket.data.ready = true;
+    for (const l of lifecycles) l.admitted(principal, socket.id);
     return {
       user: { id: principal.userId, tenantId: principal.tenantId, agentCode: principal.agentCode, role: principal.role },
       deviceId: principal.deviceId ?? null,
@@ -323,10 +362,30 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
       }),
     );
 
+    for (const [name, handler] of handlers) {
+      (socket.on as (event: string, listener: (payload: unknown, ack?: Ack<unknown>) => void) => void)(
+        name,
+        requireAuth(async (principal, payload: unknown) => {
+          const checked = handler.check(payload);
+          if (!checked.ok) throw new AppError('VALIDATION_FAILED', `Invalid ${name} payload`, checked.errors as Record<string, unknown>[]);
+          const ctx: SocketContext = {
+            principal,
+            socketId: socket.id,
+            emit: (event, data) => (socket.emit as (name: string, payload: unknown) => boolean)(event, data),
+          };
+          return handler.handle(ctx, checked.value as never);
+        }),
+      );
+    }
+
     socket.on('disconnect', () => {
       clearTimeout(deadline);
       const principal = socket.data.principal;
       if (principal?.deviceId && socket.data.countedOnline) deps.devices.setOnline(principal.tenantId, principal.deviceId, false);
+      if (principal && socket.data.ready) {
+        socket.data.ready = false;
+        for (const l of lifecycles) l.gone(principal, socket.id);
+      }
     });
   });
 
@@ -358,13 +417,15 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
       if (principal.deviceId) deps.devices.recordDelivered({ tenantId, deviceId: principal.deviceId }, commit.toVersion);
     };
 
-    if (byAudience.size === 0 && byUser.size === 0 && membership.size === 0) {
+    const events = commit.events ?? [];
+    const plainEvents = events.every((e) => e.to === undefined && (e.skip ?? 'device') === 'device' && !reached.has(e.name));
+    if (byAudience.size === 0 && byUser.size === 0 && membership.size === 0 && plainEvents) {
       // Only tenant-wide changes: every socket but the writer's gets the same event, so one
       // room broadcast encodes it once instead of once per socket.
       const room = io.local.to(rooms.tenant(tenantId));
       const target = commit.origin.deviceId ? room.except(rooms.device(tenantId, commit.origin.deviceId)) : room;
       target.emit('changes', { ...range, changes: tenantWide });
-      for (const event of commit.events ?? []) (target.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
+      for (const event of events) (target.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
       for (const socketId of local) {
         const principal = (nsp.sockets.get(socketId) as FsSocket | undefined)?.data.principal;
         if (principal && principal.deviceId !== commit.origin.deviceId) delivered(principal);
@@ -382,22 +443,54 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
         else audiences.delete(audience);
       }
       const own = byUser.get(principal.userId) ?? [];
-      if (commit.origin.deviceId !== undefined && principal.deviceId === commit.origin.deviceId) {
+      const writer = commit.origin.deviceId !== undefined && principal.deviceId === commit.origin.deviceId;
+      if (writer) {
         // No echo; only scope changes of its own user are news to the writing device.
         if (own.length > 0) socket.emit('changes', { ...range, changes: own });
-        continue;
+      } else {
+        let visible = tenantWide;
+        if (byAudience.size > 0 || own.length > 0) {
+          visible = [...tenantWide, ...own];
+          for (const [audience, changes] of byAudience) if (audiences.has(audience)) visible.push(...changes);
+          visible.sort((x, y) => x.version - y.version);
+        }
+        socket.emit('changes', { ...range, changes: visible });
+        delivered(principal);
       }
-      let visible = tenantWide;
-      if (byAudience.size > 0 || own.length > 0) {
-        visible = [...tenantWide, ...own];
-        for (const [audience, changes] of byAudience) if (audiences.has(audience)) visible.push(...changes);
-        visible.sort((x, y) => x.version - y.version);
+      for (const event of events) {
+        if (!reaches(event, socket, writer, commit.origin.socketId)) continue;
+        (socket.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
+        for (const listener of reached.get(event.name) ?? []) listener(principal, event.payload);
       }
-      socket.emit('changes', { ...range, changes: visible });
-      delivered(principal);
-      for (const event of commit.events ?? []) (socket.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
     }
   };
+
+  /** Whether a commit's event goes to `socket` (`writer`: the socket is the writing device's). */
+  const reaches = (event: CommitEmit, socket: FsSocket, writer: boolean, originSocket: string | undefined) => {
+    if ((event.skip ?? 'device') === 'device' ? writer : socket.id === originSocket) return false;
+    return targets(event.to, socket);
+  };
+
+  /** Whether `socket` is among the sockets `to` names. */
+  const targets = (to: CommitEmit['to'], socket: FsSocket) => {
+    if (to === undefined) return true;
+    if ('audience' in to) return socket.data.audiences?.has(to.audience) ?? false;
+    return to.users.includes(socket.data.principal!.userId);
+  };
+
+  /** Emits a relayed event to this instance's sockets it names. */
+  const relayLocal = (relay: Relay) => {
+    const nsp = io.of('/');
+    const local = nsp.adapter.rooms.get(rooms.tenant(relay.tenantId));
+    if (!local) return;
+    for (const socketId of local) {
+      const socket = nsp.sockets.get(socketId) as FsSocket | undefined;
+      const principal = socket?.data.principal;
+      if (!socket || !principal || !socket.data.ready || principal.userId === relay.exceptUserId) continue;
+      if (targets(relay.to, socket)) (socket.emit as (name: string, payload: unknown) => boolean)(relay.name, relay.payload);
+    }
+  };
+  (io.on as (event: string, listener: (relay: Relay) => void) => void)('fieldsync:relay', relayLocal);
 
   // This instance's commits are delivered here and, through the adapter, on every other instance.
   const broadcast = (commit: CommitEvent) => {
@@ -451,6 +544,30 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
       if (clustered) io.serverSideEmit('fieldsync:forget', userId);
       io.in(rooms.user(tenantId, userId)).emit('auth_error', { error: 'UNAUTHORIZED', message: 'Your credentials changed; authenticate again' });
       io.in(rooms.user(tenantId, userId)).disconnectSockets(true);
+    },
+    /** Handles socket event `name` for a domain module (checked payload, budget, error acks as for every event). */
+    handle<T>(name: string, handler: SocketHandler<T>) {
+      if (handlers.has(name)) throw new Error(`socket event ${name} handled twice`);
+      handlers.set(name, handler as SocketHandler<never>);
+    },
+    /** Calls `listener` whenever a commit's event `name` reaches a socket of this instance. */
+    onReached(name: string, listener: (principal: Principal, payload: unknown) => void) {
+      const list = reached.get(name) ?? [];
+      list.push(listener);
+      reached.set(name, list);
+    },
+    /** Calls `lifecycle` when a socket of this instance is admitted and when it goes. */
+    onLifecycle(lifecycle: SocketLifecycle) {
+      lifecycles.push(lifecycle);
+    },
+    /** Emits an ephemeral event to the sockets it names on every instance. */
+    relay(relay: Relay) {
+      relayLocal(relay);
+      if (clustered) io.serverSideEmit('fieldsync:relay', relay);
+    },
+    /** Whether a socket of this instance holds scope `audience` (its user is a member now). */
+    holds(socketId: string, audience: string): boolean {
+      return (io.of('/').sockets.get(socketId) as FsSocket | undefined)?.data.audiences?.has(audience) ?? false;
     },
     /** Fans out across instances through `adapter` (the Redis adapter). */
     useAdapter(adapter: Parameters<FsServer['adapter']>[0]) {

@@ -1,6 +1,7 @@
 import type { TSchema } from 'typebox';
 import type { Queryable } from '../db/db.js';
 import type { Change } from '@fieldsync/protocol/sync';
+import type { CommitEmit } from './feed.js';
 
 /**
  * The registry of synced collections. A domain module describes its collection once (table,
@@ -71,6 +72,8 @@ export interface WriteContext {
   agentCode?: string;
   /** The writing device, when known. */
   deviceId?: string;
+  /** The writing socket, when the write came over one. */
+  socketId?: string;
   /** The receipt time of the push (ms). */
   now: number;
 }
@@ -125,13 +128,22 @@ export interface WriteDef {
   /** Fields unique among the live records of a tenant (contacts: phonePrimary). */
   unique?: readonly string[];
   /**
-   * Fields naming something outside the synced collections (a contact's photo file): `existing`
-   * answers which of the named ids the tenant has, once per batch, in the write transaction
-   * (`tx`: on PGlite the only connection); another id is the change's VALIDATION_FAILED.
+   * Fields naming something outside the synced collections (a contact's photo file, a
+   * conversation's participants, a message's attachments): `existing` answers which of the
+   * named ids the writer may name, once per batch, in the write transaction (`tx`: on PGlite
+   * the only connection); another id is the change's VALIDATION_FAILED. `idsOf` reads the ids
+   * of a field's value (default: the string, or the strings of an array).
    */
-  external?: readonly { field: string; what: string; existing(tx: Queryable, tenantId: string, ids: string[]): Promise<Set<string>> }[];
+  external?: readonly ExternalRef[];
   /** References by id that may also be given by local id within the device's batches. */
   refs?: readonly { field: string; localField: string; collection: string }[];
+  /**
+   * The id of a create, derived from what identifies the record (a message: its sender and
+   * clientMessageId; a private conversation: its pair), or undefined for a server-made id. A
+   * create of something that exists already is then answered with the stored record
+   * (`duplicate`, nothing written), when the writer may see it.
+   */
+  identity?(fields: Record<string, unknown>, writer: { tenantId: string; userId?: string }): string | undefined;
   /** Normalises client fields (phones to E.164); throws AppError for a bad value. */
   normalise?(fields: Record<string, unknown>): Record<string, unknown>;
   /** Server-set fields of a change (creator, completion stamps). */
@@ -143,14 +155,33 @@ export interface WriteDef {
    */
   authorize?(op: 'create' | 'update' | 'delete', record: Record<string, unknown>, ctx: WriteContext & { role?: string }, fields: Record<string, unknown>): Denial | undefined;
   /** Domain events to emit beside `changes` for the applied changes (contacts: contact_created…). */
-  events?(applied: AppliedChange[], ctx: WriteContext): { name: string; payload: unknown }[];
+  events?(applied: AppliedChange[], ctx: WriteContext): CommitEmit[];
   /** Side effects inside the write transaction, after the records are written. */
   afterWrite?(tx: HookTx, applied: AppliedChange[], ctx: WriteContext): Promise<HookResult>;
 }
 
-/** Why a write is refused: `not_found` hides the record (no access), `forbidden` says so. */
+/** A field naming things outside the synced collections (see `WriteDef.external`). */
+export interface ExternalRef {
+  field: string;
+  /** What an id must name, for the error: "an uploaded file of this organisation". */
+  what: string;
+  existing(tx: Queryable, tenantId: string, ids: string[], writer: { userId?: string }): Promise<Set<string>>;
+  idsOf?(value: unknown): string[];
+}
+
+/** The ids a field's value names: the string, or the strings of an array. */
+export function externalIds(ref: ExternalRef, value: unknown): string[] {
+  if (ref.idsOf) return ref.idsOf(value);
+  if (typeof value === 'string') return [value];
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
+/**
+ * Why a write is refused: `not_found` hides the record (no access), `forbidden` says so,
+ * `invalid` names a rule of the record's values the schema cannot say (a private chat's pair).
+ */
 export interface Denial {
-  code: 'not_found' | 'forbidden';
+  code: 'not_found' | 'forbidden' | 'invalid';
   message: string;
 }
 

@@ -2,6 +2,30 @@ import { EventEmitter } from 'node:events';
 import type { Change } from '@fieldsync/protocol/sync';
 import type { MembershipChange } from './collections.js';
 
+/** Who wrote a commit. */
+export interface CommitOrigin {
+  userId?: string;
+  agentCode?: string;
+  /** The writing device: it gets no echo of the commit's changes. */
+  deviceId?: string;
+  /** The writing socket, when the write came over one. */
+  socketId?: string;
+}
+
+/**
+ * A domain event to emit beside a commit's `changes` (contact_created, receive_message…), to
+ * the sockets that may receive it: every socket of the tenant (no `to`), the members of one
+ * scope (`audience`, a `kind:id` key), or the sockets of some users. `skip` leaves out the
+ * writer: its device (the default, as for `changes`), or only the socket it wrote on (its
+ * other sockets, and all of them for a write that came over HTTP, receive the event).
+ */
+export interface CommitEmit {
+  name: string;
+  payload: unknown;
+  to?: { audience: string } | { users: string[] };
+  skip?: 'device' | 'socket';
+}
+
 /** A committed write as the real-time layer sees it. */
 export interface CommitEvent {
   tenantId: string;
@@ -19,9 +43,9 @@ export interface CommitEvent {
   /** Scope memberships this commit changed. */
   membership?: MembershipChange[];
   /** Who wrote it: the originating device gets no echo. */
-  origin: { userId?: string; agentCode?: string; deviceId?: string };
-  /** Domain events to emit beside `changes` (e.g. contact_created). */
-  events?: { name: string; payload: unknown }[];
+  origin: CommitOrigin;
+  /** Domain events to emit beside `changes`. */
+  events?: CommitEmit[];
 }
 
 /**
@@ -32,7 +56,7 @@ export class ChangeFeed {
   private readonly emitter = new EventEmitter();
 
   publish(event: CommitEvent): void {
-    if (event.changes.length === 0 && !event.events?.length && !event.userChanges?.length) return;
+    if (event.changes.length === 0 && !event.events?.length && !event.userChanges?.length && !event.membership?.length) return;
     this.emitter.emit('commit', event);
   }
 

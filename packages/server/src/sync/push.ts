@@ -133,7 +133,7 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
         userChanges: written.userChanges,
         membership: written.membership,
         events: written.events,
-        origin: { userId: caller.userId, agentCode: caller.agentCode, deviceId: caller.deviceId },
+        origin: { userId: caller.userId, agentCode: caller.agentCode, deviceId: caller.deviceId, socketId: caller.socketId },
       });
       return {
         results: parsed.map((p) => (isRejected(p) ? p : results.get(p)!)),

@@ -5,6 +5,7 @@ import { toUser } from '../auth/auth.service.js';
 import { revokeUserRefreshTokens, updatePasswordHash } from '../auth/auth.repository.js';
 import { generateApiKey, hashPassword, keyPrefix, MIN_API_KEY_LENGTH, sha256 } from '../auth/credentials.js';
 import * as repo from './agents.repository.js';
+import type { ServerWrites } from '../../sync/server-writes.js';
 
 export interface ApiKeyInfo {
   id: string;
@@ -44,6 +45,8 @@ export async function issueApiKey(db: Queryable, tenantId: string, userId: strin
 /** Agents (users of a tenant), their API keys, activation. */
 export function createAgentsService(deps: {
   db: Db;
+  /** Versioned writes: a user's directory entry is a synced record (`users`). */
+  writes: ServerWrites;
   /** A user was deactivated, renamed or lost a key: caches and live sessions must forget it. */
   onUserChanged: (tenantId: string, userId: string, revoked: boolean) => void;
   /** An admin set a user's password: failed logins counted against the account may go. */
@@ -60,7 +63,7 @@ export function createAgentsService(deps: {
     async create(tenantId, input) {
       const passwordHash = input.password ? await hashPassword(input.password) : undefined;
       try {
-        return await db.transaction(async (tx) => {
+        return await deps.writes.write(tenantId, {}, async (tx) => {
           const user = await repo.insertUser(tx, {
             tenantId,
             agentCode: input.agentCode,
@@ -70,6 +73,7 @@ export function createAgentsService(deps: {
             passwordHash,
           });
           const { apiKey, key } = await issueApiKey(tx, tenantId, user.id);
+          await tx.touch('users', [user.id]);
           return { agent: toUser(user), apiKey, keyId: key.id };
         });
       } catch (error) {
@@ -87,8 +91,10 @@ export function createAgentsService(deps: {
     async update(tenantId, agentCode, patch) {
       const { password, ...fields } = patch;
       const passwordHash = password === undefined ? undefined : await hashPassword(password);
-      const user = await db.transaction(async (tx) => {
+      const user = await deps.writes.write(tenantId, {}, async (tx) => {
         const updated = await repo.updateUser(tx, tenantId, agentCode, fields);
+        // What devices hold of the user (name, active) changed: a new version of the entry.
+        if (updated && (fields.name !== undefined || fields.isActive !== undefined)) await tx.touch('users', [updated.id]);
         if (updated && passwordHash !== undefined) {
           await updatePasswordHash(tx, tenantId, updated.id, passwordHash);
           // A reset usually follows a leak or a lost password: no session outlives it.

@@ -13,4 +13,4 @@ export interface Principal {
   via: 'apiKey' | 'jwt';
 }
 
-export const isManager = (p: Principal) => p.role === 'admin' || p.role === 'manager';
+export const isManager = (p: Pick<Principal, 'role'>) => p.role === 'admin' || p.role === 'manager';

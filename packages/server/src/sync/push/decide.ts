@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { ConflictReport } from '@fieldsync/protocol/sync';
 import type { AuditEntry } from '../audit.js';
 import { diffRecords } from '../audit.js';
-import { audienceOf, type AppliedChange, type CollectionDef, type Denial, type WriteContext } from '../collections.js';
+import { isUuid } from '../../lib/values.js';
+import { audienceOf, externalIds, type AppliedChange, type CollectionDef, type Denial, type WriteContext } from '../collections.js';
 import { decide, type Policy, type ServerEdit } from '../conflicts.js';
 import type { TenantPolicies } from '../policies.js';
 import { isScoped } from '../scopes.js';
@@ -35,7 +36,8 @@ function auditedFields(def: WritableDef): string[] {
   return fields;
 }
 
-const deniedError = (denial: Denial) => new ChangeError(denial.code === 'not_found' ? 'NOT_FOUND' : 'FORBIDDEN', denial.message);
+const DENIAL_CODES = { not_found: 'NOT_FOUND', forbidden: 'FORBIDDEN', invalid: 'VALIDATION_FAILED' } as const;
+const deniedError = (denial: Denial) => new ChangeError(DENIAL_CODES[denial.code], denial.message);
 
 /**
  * The third step of a push: decides each change in order, in memory, against the loaded state
@@ -136,8 +138,8 @@ export function decideBatch(
   const resolveRefs = (p: Parsed, id: string, state: RecordState | undefined): Record<string, unknown> => {
     const fields = { ...p.fields };
     for (const ext of p.def.write.external ?? []) {
-      const value = fields[ext.field];
-      if (typeof value === 'string' && ctx.missing.has(`${p.def.name}:${ext.field}:${value}`)) {
+      const ids = externalIds(ext, fields[ext.field]);
+      if (ids.some((value) => !isUuid(value) || ctx.missing.has(`${p.def.name}:${ext.field}:${value}`))) {
         const message = `does not name ${ext.what} of this organisation`;
         throw new ChangeError('VALIDATION_FAILED', `${ext.field}: ${message}`, [{ field: ext.field, message }]);
       }
@@ -170,6 +172,15 @@ export function decideBatch(
     if (state) {
       // The client names a record it created before by its own id: that record, not another.
       if (p.raw.id && p.raw.localId && localMap.get(p.raw.localId) === id) {
+        return { ack: ackOf(p, { serverId: id, status: 'duplicate', version: state.version }) };
+      }
+      // The same thing created again (a re-sent message, the other side's private chat): it.
+      if (write.identity?.(fields, caller) === id && (!isScoped(p.def) || roleIn(audienceOf(p.def, id, state.data)))) {
+        if (p.raw.localId) {
+          out.newLocal.delete(p.raw.localId);
+          out.newLocal.set(p.raw.localId, { collection: p.def.name, serverId: id });
+          localMap.set(p.raw.localId, id);
+        }
         return { ack: ackOf(p, { serverId: id, status: 'duplicate', version: state.version }) };
       }
       throw new ChangeError('DUPLICATE', 'A record with this id already exists');

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ConflictReport } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../../db/db.js';
 import { isUuid } from '../../lib/values.js';
-import type { CollectionDef, CollectionRegistry } from '../collections.js';
+import { externalIds, type CollectionDef, type CollectionRegistry } from '../collections.js';
 import type { Policy } from '../conflicts.js';
 import type { TenantPolicies } from '../policies.js';
 import { isScoped, rolesOf } from '../scopes.js';
@@ -95,6 +95,8 @@ export async function loadBatch(
     // makes here cannot, so it is not read.
     if (id) want(p.def, id);
     if (p.op === 'create') {
+      const derived = p.def.write.identity?.(p.fields, caller);
+      if (derived) want(p.def, (id = derived));
       id ??= randomUUID();
       if (p.raw.localId) batchLocal.set(p.raw.localId, id);
     } else if (!id && p.raw.localId) {
@@ -158,9 +160,9 @@ export async function loadBatch(
   const missing = new Set<string>();
   for (const def of new Set(live.map((p) => p.def))) {
     for (const ext of def.write.external ?? []) {
-      const ids = [...new Set(live.filter((p) => p.def === def).map((p) => p.fields[ext.field]).filter(isUuid))];
+      const ids = [...new Set(live.filter((p) => p.def === def).flatMap((p) => externalIds(ext, p.fields[ext.field])).filter(isUuid))];
       if (ids.length === 0) continue;
-      const found = await ext.existing(tx, caller.tenantId, ids);
+      const found = await ext.existing(tx, caller.tenantId, ids, { userId: caller.userId });
       for (const id of ids) if (!found.has(id)) missing.add(`${def.name}:${ext.field}:${id}`);
     }
   }

@@ -26,6 +26,8 @@ export interface PushCaller {
   agentCode?: string;
   /** The writing device; none for a REST write without X-Device-Id (then no local ids or receipts). */
   deviceId?: string;
+  /** The writing socket, when the batch came over one (events may skip just that socket). */
+  socketId?: string;
 }
 
 /** The result of one change: what the ack and the conflict report say. */

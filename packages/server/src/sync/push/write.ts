@@ -2,6 +2,7 @@ import type { Change } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../../db/db.js';
 import { AUDIT_INSERT_SQL, auditPayload } from '../audit.js';
 import { audienceOf, type CollectionRegistry, type HookResult, type HookTx, type MembershipChange, type WriteContext } from '../collections.js';
+import type { CommitEmit } from '../feed.js';
 import { setMembers } from '../scopes.js';
 import type { Decisions } from './decide.js';
 import { type PushCaller, type RecordState, type WritableDef } from './types.js';
@@ -10,7 +11,7 @@ import { type PushCaller, type RecordState, type WritableDef } from './types.js'
 export interface Written {
   /** Every change with its audience key (null: tenant-wide), in version order. */
   published: { change: Change; audience: string | null }[];
-  events: { name: string; payload: unknown }[];
+  events: CommitEmit[];
   userChanges: { userId: string; change: Change }[];
   membership: MembershipChange[];
 }
