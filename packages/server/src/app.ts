@@ -155,7 +155,13 @@ export async function buildApp(deps: AppDeps) {
     redis,
     logger,
     onChange: (change) => {
-      gateway?.relay({ tenantId: change.tenantId, name: 'presence', payload: { userId: change.userId, status: change.status, lastSeen: change.lastSeen } });
+      // To the tenant's other users: a user's own devices know they are online.
+      gateway?.relay({
+        tenantId: change.tenantId,
+        name: 'presence',
+        payload: { userId: change.userId, status: change.status, lastSeen: change.lastSeen },
+        exceptUserId: change.userId,
+      });
       db.query('UPDATE users SET last_seen_at = now() WHERE tenant_id = $1 AND id = $2', [change.tenantId, change.userId]).catch((error: unknown) =>
         logger.warn({ err: error }, 'last seen not recorded'),
       );

@@ -1,6 +1,7 @@
 import type { Queryable } from '../../src/db/db.js';
 import { contactsCollection } from '../../src/modules/contacts/contacts.collection.js';
 import { categoriesCollection, itemsCollection, spacesCollection } from '../../src/modules/lists/lists.collection.js';
+import { conversationsCollection, messagesCollection, usersCollection } from '../../src/modules/chat/chat.collection.js';
 import { CollectionRegistry } from '../../src/sync/collections.js';
 import { pullChanges } from '../../src/sync/pull.js';
 
@@ -22,6 +23,9 @@ export async function capturePullStatement(tenantId: string, userId: string): Pr
   registry.register(spacesCollection);
   registry.register(categoriesCollection);
   registry.register(itemsCollection);
+  registry.register(usersCollection);
+  registry.register(conversationsCollection);
+  registry.register(messagesCollection);
   let captured: { sql: string; params: unknown[] } | undefined;
   const recorder: Queryable = {
     async query<T>(sql: string, params?: unknown[]) {

@@ -1,7 +1,8 @@
 /**
  * Connected devices from a process of their own: Socket.IO clients of the real server, or
  * plain WebSocket clients of the bare `ws` server (the physical limit). They record when each
- * change arrives; the marker of a change is the firstName of its first record.
+ * change arrives; the marker of a change is the firstName of its first record, of a chat
+ * message (`receive_message`) its content.
  */
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
@@ -10,7 +11,8 @@ import { sleep, within } from '../../src/lib/child-server.js';
 import { wallNow } from '../lib/stats.js';
 
 interface ChangesEvent {
-  changes: { data?: { firstName?: string } }[];
+  changes?: { data?: { firstName?: string } }[];
+  message?: { content?: string };
 }
 
 const sockets: Socket[] = [];
@@ -18,12 +20,13 @@ const plain: WebSocket[] = [];
 let armed = false;
 /** Arrival times by marker. */
 let arrivals = new Map<string, number[]>();
-let sample: unknown;
+/** The first payload of each kind received: what the ws limit replays. */
+const samples = new Map<string, unknown>();
 
-function record(event: ChangesEvent, t: number) {
-  sample ??= event;
+function record(event: ChangesEvent, t: number, kind = 'changes') {
+  if (!samples.has(kind)) samples.set(kind, event);
   if (!armed) return;
-  const marker = event.changes?.[0]?.data?.firstName;
+  const marker = kind === 'receive_message' ? event.message?.content : event.changes?.[0]?.data?.firstName;
   if (typeof marker !== 'string') return;
   let list = arrivals.get(marker);
   if (!list) arrivals.set(marker, (list = []));
@@ -35,6 +38,7 @@ function connectSocketIo(url: string, apiKey: string, deviceId: string): Promise
   const socket = io(url, { auth: { apiKey, deviceId }, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 20_000 });
   sockets.push(socket);
   socket.on('changes', (event: ChangesEvent) => record(event, wallNow()));
+  socket.on('receive_message', (event: ChangesEvent) => record(event, wallNow(), 'receive_message'));
   return within(
     new Promise<void>((resolve, reject) => {
       socket.once('authenticated', () => resolve());
@@ -49,7 +53,10 @@ function connectSocketIo(url: string, apiKey: string, deviceId: string): Promise
 function connectWs(url: string): Promise<void> {
   const ws = new WebSocket(url, { perMessageDeflate: false });
   plain.push(ws);
-  ws.on('message', (data) => record(JSON.parse(data.toString()) as ChangesEvent, wallNow()));
+  ws.on('message', (data) => {
+    const event = JSON.parse(data.toString()) as ChangesEvent;
+    record(event, wallNow(), event.message ? 'receive_message' : 'changes');
+  });
   return within(
     new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
@@ -99,8 +106,8 @@ serve({
     return Object.fromEntries(arrivals);
   },
 
-  /** The first `changes` payload this process received (the ws limit broadcasts the same shape). */
-  sample: () => sample,
+  /** The first payload of `kind` this process received (the ws limit broadcasts the same shape). */
+  sample: (kind = 'changes') => samples.get(kind),
 
   /** How many of this process's connections are still open. */
   open: () => sockets.filter((s) => s.connected).length + plain.filter((w) => w.readyState === WebSocket.OPEN).length,

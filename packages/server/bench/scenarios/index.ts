@@ -1,4 +1,5 @@
 import type { Scenario } from '../lib/types.js';
+import { chatCatchUp, chatGroup50 } from './chat.js';
 import { connections } from './connections.js';
 import { csvImport } from './csv-import.js';
 import { eligibleCalls } from './eligible-calls.js';
@@ -12,4 +13,4 @@ import { tenantIsolation } from './tenant-isolation.js';
 import { upload } from './upload.js';
 
 /** Every scenario of SPEC §12, in run order: the import first (it seeds the tenant), reads before writes. */
-export const scenarios: Scenario[] = [csvImport, pullDelta, initialSync, pullThroughput, push, pushThroughput, tenantIsolation, fanout50, fanout1000, connections, eligibleCalls, upload];
+export const scenarios: Scenario[] = [csvImport, pullDelta, initialSync, pullThroughput, push, pushThroughput, tenantIsolation, fanout50, fanout1000, chatGroup50, chatCatchUp, connections, eligibleCalls, upload];
