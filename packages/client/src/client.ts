@@ -22,7 +22,12 @@ import type {
   SyncState,
   SyncSummary,
   UpdateInput,
+  Message,
+  MessageStatusEvent,
+  PresenceEvent,
+  TypingEvent,
 } from './types.js';
+import type { MessageCreate } from '@fieldsync/protocol/chat';
 
 /** How to reach the server and who the device is. */
 export interface ClientOptions {
@@ -80,6 +85,14 @@ export interface ClientEvents {
   retry: (info: RetryInfo) => void;
   /** A background failure (live mode sync, socket authentication, the store). */
   error: (error: FieldsyncError) => void;
+  /** Live: a chat message of a conversation you take part in, sent by someone else (or your other device). */
+  message: (message: Message) => void;
+  /** Live: another participant started or stopped typing. */
+  typing: (event: TypingEvent) => void;
+  /** Live: a user of your team came online (first socket) or went offline (last socket). */
+  presence: (event: PresenceEvent) => void;
+  /** Live: a message you sent was delivered to or read by a participant. */
+  messageStatus: (event: MessageStatusEvent) => void;
 }
 
 type LiveSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -289,6 +302,41 @@ export class FieldsyncClient {
     });
   }
 
+  // ---------------------------------------------------------------- chat
+
+  /**
+   * Sends a chat message: stored locally at once and queued like any change (offline too);
+   * the server keeps it once per `clientMessageId`, so a re-send never duplicates it.
+   *
+   * @example
+   * const message = await client.sendMessage(conversation.id, 'On my way to the customer');
+   */
+  async sendMessage(conversationId: string, content: string, opts: { type?: 'text' | 'image' | 'file'; attachments?: { fileId: string }[]; clientMessageId?: string } = {}): Promise<Message> {
+    const data: MessageCreate = { conversationId, clientMessageId: opts.clientMessageId ?? newId(), content, type: opts.type ?? 'text' };
+    if (opts.attachments) data.attachments = opts.attachments;
+    return this.create('messages', data);
+  }
+
+  /**
+   * Live: tells the other participants you are typing (nothing happens offline).
+   *
+   * @example
+   * input.addEventListener('input', () => client.typing(conversation.id, true));
+   */
+  typing(conversationId: string, isTyping: boolean): void {
+    (this.liveSocket?.emit as ((event: string, payload: unknown) => void) | undefined)?.call(this.liveSocket, 'typing', { conversationId, isTyping });
+  }
+
+  /**
+   * Marks every message of a conversation up to `upToMessageId` read (senders see `read`).
+   *
+   * @example
+   * await client.markRead(conversation.id, lastVisible.id);
+   */
+  async markRead(conversationId: string, upToMessageId: string): Promise<{ marked: number }> {
+    return this.http.request('POST', `/api/conversations/${encodeURIComponent(conversationId)}/read`, { body: { upToMessageId } });
+  }
+
   private async write(entry: OutboxEntry): Promise<void> {
     this.assertOpen();
     const before = this.replica.view(entry.collection, entry.id);
@@ -409,7 +457,14 @@ export class FieldsyncClient {
       if (!ack) return; // not answered: stays queued and goes again
       dequeue.push(entry.changeId);
       events.push(() => this.events.emit('acknowledged', { change: entry, ack, at }));
-      if (ack.success) {
+      if (ack.success && entry.operation === 'create' && ack.serverId && ack.serverId !== entry.id) {
+        // The server named another record for this create (the private conversation of the
+        // pair that exists already): the local copy goes; the pull brings that record.
+        summary.pushed++;
+        const before = this.replica.view(entry.collection, entry.id);
+        this.replica.drop(entry.changeId);
+        events.push(() => this.emitChange(entry.collection, entry.id, before, 'remote'));
+      } else if (ack.success) {
         summary.pushed++;
         rebase.push(...this.replica.acknowledge(entry.changeId, ack.version));
         // Conflict reports come in the order of their changes; a replayed change may carry its original one.
@@ -553,6 +608,12 @@ export class FieldsyncClient {
       this.scheduleAutoSync(0);
     });
     socket.on('changes', (event) => void this.lane.run(() => this.onChanges(event)));
+    // Chat's live events (the messages themselves also arrive as `changes` of `messages`).
+    const on = socket.on.bind(socket) as (event: string, listener: (payload: any) => void) => void;
+    on('receive_message', ({ message }: { message: Message }) => this.events.emit('message', message));
+    on('typing', (event: TypingEvent) => this.events.emit('typing', event));
+    on('presence', (event: PresenceEvent) => this.events.emit('presence', event));
+    on('message_status', (event: MessageStatusEvent) => this.events.emit('messageStatus', event));
     socket.on('server_shutdown', ({ retryAfterMs }) => {
       this.shutdownHintMs = retryAfterMs;
     });

@@ -2,8 +2,21 @@ import type { Contact, ContactCreate, ContactUpdate } from '@fieldsync/protocol/
 import type { Category, CategoryCreate, CategoryUpdate, Item, ItemCreate, ItemUpdate, Space, SpaceCreate, SpaceUpdate } from '@fieldsync/protocol/lists';
 import type { ConflictReport, PushAck, SyncChange } from '@fieldsync/protocol/sync';
 import type { ErrorCode } from '@fieldsync/protocol/errors';
+import type {
+  Conversation,
+  ConversationCreate,
+  ConversationUpdate,
+  DirectoryUser,
+  Message,
+  MessageCreate,
+  MessageEdit,
+  MessageStatusEvent,
+  PresenceEvent,
+  TypingEvent,
+} from '@fieldsync/protocol/chat';
 
 export type { Contact, Category, Item, Space, ConflictReport, PushAck, SyncChange, ErrorCode };
+export type { Conversation, DirectoryUser, Message, MessageStatusEvent, PresenceEvent, TypingEvent };
 
 /** Every synced record: the server's fields plus the collection's own. */
 export interface SyncRecord {
@@ -20,6 +33,10 @@ export interface CollectionTypes {
   spaces: Space;
   categories: Category;
   items: Item;
+  /** The team directory (read-only: the server writes it). */
+  users: DirectoryUser;
+  conversations: Conversation;
+  messages: Message;
 }
 
 /** A collection name: one of `CollectionTypes` or any other synced collection. */
@@ -44,7 +61,11 @@ export type CreateInput<C extends string> = C extends 'contacts'
       ? CategoryCreate
       : C extends 'items'
         ? ItemCreate
-        : Record<string, unknown>;
+        : C extends 'conversations'
+          ? ConversationCreate
+          : C extends 'messages'
+            ? MessageCreate
+            : Record<string, unknown>;
 
 /** What `update(collection, id, ...)` takes: only the fields that change. */
 export type UpdateInput<C extends string> = C extends 'contacts'
@@ -55,7 +76,11 @@ export type UpdateInput<C extends string> = C extends 'contacts'
       ? CategoryUpdate
       : C extends 'items'
         ? ItemUpdate
-        : Record<string, unknown>;
+        : C extends 'conversations'
+          ? ConversationUpdate
+          : C extends 'messages'
+            ? MessageEdit
+            : Record<string, unknown>;
 
 /** One queued local change, as the outbox keeps it until the server acknowledges it. */
 export interface OutboxEntry {

@@ -41,6 +41,8 @@ export interface DeviceCopy {
   deletedSeen: string[];
   /** The changeId of every local write it made (each must have been acknowledged). */
   written: string[];
+  /** How often each chat message arrived live on this device (`receive_message`), by message id. */
+  liveMessages?: Record<string, number>;
 }
 
 export interface CheckInput {
@@ -228,7 +230,15 @@ export function checkRun(input: CheckInput): CheckResult {
     tagCheck(copy.device, Object.entries(copy.records).flatMap(([collection, list]) => list.map((data) => ({ collection, data }))), copy.device);
   }
 
-  // 5. No resurrection: what a device saw deleted stays deleted everywhere.
+  // 5. Chat: a message reaches each participant's device once. The copies above hold every
+  // acknowledged message (they equal the server's, tags unique); live, none arrives twice.
+  for (const copy of input.devices) {
+    for (const [id, times] of Object.entries(copy.liveMessages ?? {})) {
+      if (times > 1) violations.push({ kind: 'duplicate', device: copy.device, collection: 'messages', id, message: `${copy.device} received message ${id} live ${times} times` });
+    }
+  }
+
+  // 6. No resurrection: what a device saw deleted stays deleted everywhere.
   const resurrected = new Set<string>();
   for (const copy of input.devices) {
     for (const k of copy.deletedSeen) {

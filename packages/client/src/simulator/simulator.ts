@@ -80,7 +80,9 @@ export interface SimulationReport {
 const CONTACT_FIELDS = ['notes', 'company', 'lastName', 'doNotCall'] as const;
 const ITEM_FIELDS = ['title', 'notes', 'priority', 'isCompleted', 'tags'] as const;
 const CHECKED_FIELDS = { contacts: ['notes', 'company', 'lastName', 'firstName'], items: ['title', 'notes', 'priority', 'tags'] };
-const TAG_FIELDS = { contacts: 'externalId', items: 'refId' };
+const TAG_FIELDS = { contacts: 'externalId', items: 'refId', messages: 'clientMessageId' };
+/** Every collection a device holds (the checker compares each with the server). */
+const COLLECTIONS = ['contacts', 'spaces', 'categories', 'items', 'users', 'conversations', 'messages'];
 const HOT_RECORDS = 6;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -146,6 +148,8 @@ class Device {
   readonly timeline: { t: number; checkpoint: number }[] = [];
   readonly deletedSeen = new Set<string>();
   readonly written: string[] = [];
+  /** How often each chat message arrived live (`receive_message`): never more than once. */
+  readonly liveMessages = new Map<string, number>();
   private writes = 0;
   private readonly store: Store;
 
@@ -228,6 +232,7 @@ class Device {
       const last = this.timeline[this.timeline.length - 1];
       if (!last || s.checkpoint > last.checkpoint) this.timeline.push({ t: Date.now(), checkpoint: s.checkpoint });
     });
+    c.on('message', (message) => this.liveMessages.set(message.id, (this.liveMessages.get(message.id) ?? 0) + 1));
     c.on('error', () => undefined); // background failures surface as retries and in the final checks
   }
 
@@ -299,7 +304,32 @@ class Device {
       if (hot.length > 0 && rng.chance(0.5)) return rng.pick(hot);
       return all.length > 0 ? rng.pick(all) : undefined;
     };
-    const op = rng.weighted({ 'contacts.update': 30, 'items.update': 30, 'items.create': 12, 'contacts.create': 6, 'items.delete': 8, 'contacts.delete': 3 });
+    const op = rng.weighted({
+      'contacts.update': 30,
+      'items.update': 30,
+      'items.create': 12,
+      'contacts.create': 6,
+      'items.delete': 8,
+      'contacts.delete': 3,
+      'messages.create': 10,
+      'messages.read': 3,
+    });
+    if (op === 'messages.create') {
+      // Online or not: the message waits in the outbox, and its clientMessageId keeps it single.
+      await client.sendMessage(sim.conversationId, value(), { clientMessageId: tag() });
+      count(sim.report.operations, op);
+      return;
+    }
+    if (op === 'messages.read') {
+      const messages = client.list('messages', (m) => m.conversationId === sim.conversationId && m.version > 0);
+      const last = messages.sort((a, b) => Number(a.version) - Number(b.version)).at(-1);
+      if (!this.online || !last) return;
+      await client.markRead(sim.conversationId, last.id).catch((error) => {
+        if (!(error instanceof FieldsyncError)) throw error; // offline, the server restarting: read later
+      });
+      count(sim.report.operations, op);
+      return;
+    }
     const [collection, operation] = op.split('.') as ['contacts' | 'items', 'create' | 'update' | 'delete'];
     if (operation === 'create') {
       if (collection === 'contacts') await client.create('contacts', { firstName: value(), phonePrimary: sim.phone(), externalId: tag() });
@@ -344,6 +374,7 @@ class Simulation {
   url = '';
   runId = '';
   spaceId = '';
+  conversationId = '';
   faultsOn = true;
   settling = false;
   lossRate: number;
@@ -439,6 +470,13 @@ export async function runSimulation(opts: SimulationOptions = {}): Promise<Simul
       collaborators: agents.map((a) => ({ userId: a.id, role: 'editor' })),
     });
     sim.spaceId = space.id;
+    // The team chat every agent is in (its creator, the admin, too).
+    const conversation = await api<{ id: string }>(sim.url, adminKey, 'POST', '/api/conversations', {
+      type: 'group',
+      title: `Simulation ${sim.runId}`,
+      participants: agents.map((a) => a.id),
+    });
+    sim.conversationId = conversation.id;
     const seedChanges = [
       ...Array.from({ length: opts.contacts ?? 20 }, (_, i) => ({
         changeId: newId(),
@@ -529,7 +567,8 @@ export async function runSimulation(opts: SimulationOptions = {}): Promise<Simul
     const copies: DeviceCopy[] = devices.map((d) => ({
       device: d.deviceId,
       scope: d.agent.code,
-      records: Object.fromEntries(['contacts', 'spaces', 'categories', 'items'].map((c) => [c, d.client.list(c) as Record<string, unknown>[]])),
+      records: Object.fromEntries(COLLECTIONS.map((c) => [c, d.client.list(c) as Record<string, unknown>[]])),
+      liveMessages: Object.fromEntries(d.liveMessages),
       pending: d.client.state.pending,
       deletedSeen: [...d.deletedSeen],
       written: d.written,

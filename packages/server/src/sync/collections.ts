@@ -144,6 +144,12 @@ export interface WriteDef {
    * (`duplicate`, nothing written), when the writer may see it.
    */
   identity?(fields: Record<string, unknown>, writer: { tenantId: string; userId?: string }): string | undefined;
+  /**
+   * The derived id replaces an id the client sent (one private conversation per pair: the ack's
+   * serverId names it); otherwise a client's own id is kept and identity applies to creates
+   * without one.
+   */
+  identityWins?: boolean;
   /** Normalises client fields (phones to E.164); throws AppError for a bad value. */
   normalise?(fields: Record<string, unknown>): Record<string, unknown>;
   /** Server-set fields of a change (creator, completion stamps). */

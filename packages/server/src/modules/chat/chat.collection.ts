@@ -98,6 +98,7 @@ export const conversationsCollection: CollectionDef = {
       { field: 'participants', what: 'an active user of this organisation', existing: (tx, tenantId, ids) => activeUsers(tx, tenantId, ids) },
       { field: 'admins', what: 'an active user of this organisation', existing: (tx, tenantId, ids) => activeUsers(tx, tenantId, ids) },
     ],
+    identityWins: true,
     identity(fields, writer) {
       if (fields.type !== 'private' || !writer.userId) return undefined;
       const others = uniq(fields.participants).filter((u) => u !== writer.userId);

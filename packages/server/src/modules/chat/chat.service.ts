@@ -364,9 +364,26 @@ export function createChatService(deps: {
     },
 
     async send(p, conversationId, input) {
-      const { id, duplicate } = await write(p, { entityType: 'messages', operation: 'create', data: { ...input, conversationId } });
-      const found = await mustFindMessage(p, id);
-      return { message: found.message, created: !duplicate };
+      // A re-send is the stored message, whatever id a device gave it when it was first pushed.
+      const stored = async () => {
+        const { rows } = await db.query<{ id: string }>('SELECT id FROM messages WHERE tenant_id = $1 AND sender_id = $2 AND client_message_id = $3', [
+          p.tenantId,
+          p.userId,
+          input.clientMessageId,
+        ]);
+        return rows[0] && { message: (await mustFindMessage(p, rows[0].id)).message, created: false };
+      };
+      const earlier = await stored();
+      if (earlier) return earlier;
+      try {
+        const { id, duplicate } = await write(p, { entityType: 'messages', operation: 'create', data: { ...input, conversationId } });
+        return { message: (await mustFindMessage(p, id)).message, created: !duplicate };
+      } catch (error) {
+        // Sent twice at once under two ids: the unique index kept one; that is the answer.
+        const raced = await stored();
+        if (raced) return raced;
+        throw error;
+      }
     },
 
     async messages(p, conversationId, query) {

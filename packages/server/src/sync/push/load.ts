@@ -95,8 +95,10 @@ export async function loadBatch(
     // makes here cannot, so it is not read.
     if (id) want(p.def, id);
     if (p.op === 'create') {
+      // A record identified by what it is takes its derived id when the client names none
+      // (or always, for collections where two ids for one thing must not exist).
       const derived = p.def.write.identity?.(p.fields, caller);
-      if (derived) want(p.def, (id = derived));
+      if (derived && (id === undefined || p.def.write.identityWins)) want(p.def, (id = derived));
       id ??= randomUUID();
       if (p.raw.localId) batchLocal.set(p.raw.localId, id);
     } else if (!id && p.raw.localId) {
