@@ -35,6 +35,8 @@ CREATE TABLE conversations (
   updated_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX conversations_tenant_version ON conversations (tenant_id, version);
+-- The conversation list: latest activity first.
+CREATE INDEX conversations_activity ON conversations (tenant_id, last_activity_at DESC, id DESC);
 
 CREATE TABLE messages (
   id                uuid PRIMARY KEY,

@@ -396,6 +396,36 @@ describe.each(backends)('team chat on %s', (backend) => {
   });
 
   describe('sync', () => {
+    it('refuses pushes of what the server owns: the directory, a sender, receipts, a conversation delete', async () => {
+      const g = await group(ana, [ben]);
+      const m = await send(ana, g.id, 'mine');
+      const change = (entityType: string, operation: string, extra: Record<string, unknown>) => ({ changeId: randomUUID(), entityType, operation, timestamp: Date.now(), ...extra });
+      const res = await app.api('POST', '/api/sync', {
+        ...as(ana),
+        headers: { 'x-device-id': 'ana-owned' },
+        body: {
+          deviceId: 'ana-owned',
+          changes: [
+            change('users', 'update', { id: ana.agent.id, data: { name: 'Boss' } }),
+            change('messages', 'create', { data: { conversationId: g.id, clientMessageId: cid(), content: 'x', senderId: ben.agent.id } }),
+            change('messages', 'create', { data: { conversationId: g.id, clientMessageId: cid(), content: 'x', readBy: [ben.agent.id] } }),
+            change('messages', 'update', { id: m.id, data: { deliveredTo: [ben.agent.id] } }),
+            change('conversations', 'delete', { id: g.id }),
+            change('messages', 'update', { id: m.id, data: { content: 'edited offline' } }),
+          ],
+        },
+      });
+      expect(res.status, res.text).toBe(200);
+      const acks = res.body.data.acknowledged;
+      expect(acks.map((a: any) => a.success)).toEqual([false, false, false, false, false, true]);
+      expect(acks.slice(0, 5).map((a: any) => a.code)).toEqual(['VALIDATION_FAILED', 'VALIDATION_FAILED', 'VALIDATION_FAILED', 'VALIDATION_FAILED', 'VALIDATION_FAILED']);
+      const me = await app.api('GET', '/api/users/me', as(ana));
+      expect(me.body.data.name).not.toBe('Boss');
+      const page = await app.api('GET', `/api/conversations/${g.id}/messages`, as(ben));
+      expect(page.body.data.messages.map((x: any) => [x.content, x.senderId])).toEqual([['edited offline', ana.agent.id]]);
+      expect((await app.api('GET', `/api/conversations/${g.id}`, as(ana))).status).toBe(200);
+    });
+
     it('catches a device up by the delta pull and by after=; a new participant gets the history, a removed one deletes', async () => {
       const g = await group(ana, [ben]);
       const base = await pull(cy);
