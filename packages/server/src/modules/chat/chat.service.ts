@@ -47,7 +47,7 @@ export interface ChatService {
 /** The most messages a page holds. */
 const MAX_PAGE = 200;
 /** How long delivered receipts gather before they are written together. */
-const RECEIPT_FLUSH_MS = 100;
+const RECEIPT_FLUSH_MS = 250;
 
 /** $1 tenant, $2 user: the conversations the user takes part in. */
 const MEMBER_SQL = `EXISTS (SELECT 1 FROM scope_members m WHERE m.tenant_id = $1 AND m.user_id = $2::uuid
