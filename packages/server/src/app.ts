@@ -53,6 +53,19 @@ import { createFilesService } from './modules/files/files.service.js';
 import { filesRoutes } from './modules/files/files.routes.js';
 import { createTusStore, tusRoutes } from './modules/files/files.tus.js';
 import { createUploadsExpiryJob } from './jobs/uploads-expiry.job.js';
+import { createHubspotExportJob } from './jobs/hubspot-export.job.js';
+import {
+  callSessionsCollection,
+  exportedAs,
+  projectContactsCollection,
+  projectsCollection,
+  terminalSessionsCollection,
+} from './modules/outreach/outreach.collection.js';
+import { createOutreachService } from './modules/outreach/outreach.service.js';
+import { outreachRoutes } from './modules/outreach/outreach.routes.js';
+import { createHubspotExporter } from './modules/outreach/hubspot/hubspot.export.js';
+import { createHubspotService } from './modules/outreach/hubspot/hubspot.service.js';
+import { tokenKey } from './modules/outreach/hubspot/hubspot.token.js';
 
 export const VERSION = '0.1.0';
 
@@ -96,15 +109,26 @@ export async function buildApp(deps: AppDeps) {
   });
   const feed = new ChangeFeed();
   const registry = new CollectionRegistry();
+  // Outreach exports contacts, projects, links, calls and terminal states to HubSpot (SPEC §9).
+  const outreachOpts = { exportAll: config.hubspot.accessToken !== undefined };
   registry.register(
-    contactsCollection({
-      defaultRegion: config.defaultPhoneRegion,
-      existingFiles: (tx, tenantId, ids) => files.readyIds(tx, tenantId, ids),
-    }),
+    exportedAs(
+      contactsCollection({
+        defaultRegion: config.defaultPhoneRegion,
+        existingFiles: (tx, tenantId, ids) => files.readyIds(tx, tenantId, ids),
+      }),
+      'contact',
+      outreachOpts,
+    ),
   );
   registry.register(spacesCollection);
   registry.register(categoriesCollection);
   registry.register(itemsCollection);
+  // Parents first: the push engine writes collections in this order.
+  registry.register(projectsCollection(outreachOpts));
+  registry.register(projectContactsCollection(outreachOpts));
+  registry.register(callSessionsCollection(outreachOpts));
+  registry.register(terminalSessionsCollection(outreachOpts));
   const throttle = createLoginThrottle({
     policy: loginPolicy(config.loginMaxFailures),
     redis,
@@ -140,6 +164,10 @@ export async function buildApp(deps: AppDeps) {
   const sync = createSyncService({ db, registry, devices, push, pageCache: config.pullCacheMb > 0 ? new PageCache(config.pullCacheMb * 2 ** 20) : undefined });
   const lists = createListsService({ db, registry, push });
   const conflicts = createConflictsService({ db, registry, policies, push });
+  const outreach = createOutreachService({ db, push, contacts, defaultRegion: config.defaultPhoneRegion });
+  const hubspotKey = tokenKey(deps.jwtSecret);
+  const hubspot = createHubspotService({ db, tokenKey: hubspotKey, serverToken: config.hubspot.accessToken !== undefined });
+  const hubspotExporter = createHubspotExporter({ db, config: config.hubspot, tokenKey: hubspotKey, logger });
 
   // HTTP.
   const app = Fastify({
@@ -230,6 +258,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(conflictsRoutes({ conflicts }));
   await app.register(filesRoutes({ files }));
   await app.register(tusRoutes({ files, store: tusStore, maxBytes: config.uploadMaxBytes }));
+  await app.register(outreachRoutes({ outreach, hubspot }));
 
   // Real time, on the same HTTP server.
   const realtime = createGateway(app.server, {
@@ -258,8 +287,13 @@ export async function buildApp(deps: AppDeps) {
   await maintenance.run();
   const uploadsExpiry = createUploadsExpiryJob({ files, logger, intervalMs: Math.min(15 * 60 * 1000, config.uploadTtlSeconds * 1000) });
   await uploadsExpiry.run();
+  const hubspotExport = createHubspotExportJob({ exporter: hubspotExporter, logger, intervalMs: config.hubspot.pollMs });
+  await hubspotExport.run();
 
-  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies, maintenance, files, uploadsExpiry };
+  const services = {
+    auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies, maintenance, files, uploadsExpiry,
+    outreach, hubspot, hubspotExport, hubspotKey,
+  };
   return {
     app: app as unknown as FastifyInstance,
     gateway: realtime,
@@ -268,7 +302,7 @@ export async function buildApp(deps: AppDeps) {
     async close() {
       await app.close();
       realtime.io.close();
-      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop()]);
+      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop(), hubspotExport.stop()]);
       // quit() waits for a connection a Redis that is down never gives: disconnect those.
       const quit = async (client?: Redis) => {
         if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());

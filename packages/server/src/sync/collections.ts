@@ -125,7 +125,14 @@ export interface WriteDef {
   /** Fields unique among the live records of a tenant (contacts: phonePrimary). */
   unique?: readonly string[];
   /**
-   * Fields naming something outside the synced collections (a contact's photo file): `existing`
+   * A `unique` field that names the record a create means (an external id: call sessions'
+   * `callSessionId`): a create whose value is taken answers the existing record (status
+   * `duplicate`, its id) instead of a DUPLICATE rejection, so re-sending is harmless.
+   */
+  idempotent?: string;
+  /**
+   * Fields naming something outside the synced collections (a contact's photo file), or a
+   * record by another key than its id (a project by its external id): `existing`
    * answers which of the named ids the tenant has, once per batch, in the write transaction
    * (`tx`: on PGlite the only connection); another id is the change's VALIDATION_FAILED.
    */

@@ -174,6 +174,19 @@ export function decideBatch(
       }
       throw new ChangeError('DUPLICATE', 'A record with this id already exists');
     }
+    if (write.idempotent) {
+      // A create naming an existing record by its external id means that record: answered, not applied.
+      const value = fields[write.idempotent];
+      const existing = typeof value === 'string' ? taken.get(`${p.def.name}:${write.idempotent}:${value}`) : undefined;
+      if (existing) {
+        if (p.raw.localId) {
+          out.newLocal.delete(p.raw.localId);
+          out.newLocal.set(p.raw.localId, { collection: p.def.name, serverId: existing });
+          localMap.set(p.raw.localId, existing);
+        }
+        return { ack: ackOf(p, { serverId: existing, status: 'duplicate', version: states.get(stateKey(p.def.name, existing))?.version }) };
+      }
+    }
     const prepared = write.prepare ? write.prepare('create', fields, undefined, writeCtx) : fields;
     const data: Record<string, unknown> = { ...write.defaults, ...prepared, id };
     const key = audienceOf(p.def, id, data);

@@ -158,7 +158,8 @@ export async function loadBatch(
   const missing = new Set<string>();
   for (const def of new Set(live.map((p) => p.def))) {
     for (const ext of def.write.external ?? []) {
-      const ids = [...new Set(live.filter((p) => p.def === def).map((p) => p.fields[ext.field]).filter(isUuid))];
+      // Text keys too (a project's external id); a uuid field's values were checked by the parser.
+      const ids = [...new Set(live.filter((p) => p.def === def).map((p) => p.fields[ext.field]).filter((v): v is string => typeof v === 'string'))];
       if (ids.length === 0) continue;
       const found = await ext.existing(tx, caller.tenantId, ids);
       for (const id of ids) if (!found.has(id)) missing.add(`${def.name}:${ext.field}:${id}`);
