@@ -18,6 +18,10 @@ export function createHubspotExportJob(deps: { exporter: HubspotExporter; logger
   });
   return {
     ...job,
+    async run() {
+      deps.exporter.start();
+      await job.run();
+    },
     async stop() {
       deps.exporter.stop();
       await job.stop();

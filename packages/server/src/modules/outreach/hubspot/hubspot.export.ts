@@ -33,8 +33,10 @@ type Done = { entryId: number; kind: ExportKind; recordId: string; hubspotId: st
 export interface HubspotExporter {
   /** Exports due entries, batch after batch, until none is due (or `budgetMs` passed, or stop). */
   drain(budgetMs?: number): Promise<{ batches: number; exported: number }>;
-  /** Stops after the batch in progress. */
+  /** Stops after the batch in progress; `drain` does nothing until `start`. */
   stop(): void;
+  /** Lets `drain` work again after `stop`. */
+  start(): void;
   readonly workerId: string;
 }
 
@@ -346,6 +348,9 @@ export function createHubspotExporter(deps: {
     },
     stop() {
       stopped = true;
+    },
+    start() {
+      stopped = false;
     },
   };
 }
