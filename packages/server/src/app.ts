@@ -288,7 +288,7 @@ export async function buildApp(deps: AppDeps) {
   const uploadsExpiry = createUploadsExpiryJob({ files, logger, intervalMs: Math.min(15 * 60 * 1000, config.uploadTtlSeconds * 1000) });
   await uploadsExpiry.run();
   const hubspotExport = createHubspotExportJob({ exporter: hubspotExporter, logger, intervalMs: config.hubspot.pollMs });
-  await hubspotExport.run();
+  if (config.hubspot.worker) await hubspotExport.run();
 
   const services = {
     auth, agents, tenants, contacts, devices, sync, feed, registry, push, lists, conflicts, policies, maintenance, files, uploadsExpiry,

@@ -76,6 +76,8 @@ export interface HubspotConfig {
   timeoutMs: number;
   /** Requests per second per tenant token (HubSpot's limits: 10-19/s for private apps); 0: unlimited. */
   requestsPerSecond: number;
+  /** Whether this instance runs the export worker (false: it queues exports, other instances send them). */
+  worker: boolean;
 }
 
 /** See `Config.trustProxy`. */
@@ -98,7 +100,7 @@ export const CONFIG_KEYS = [
   'STORAGE_QUOTA_BYTES', 'UPLOAD_TTL_SECONDS',
   'FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD', 'ACCESS_TOKEN_TTL_SECONDS', 'LOGIN_MAX_FAILURES', 'TRUST_PROXY',
   'HUBSPOT_ACCESS_TOKEN', 'HUBSPOT_BASE_URL', 'HUBSPOT_POLL_MS', 'HUBSPOT_MAX_ATTEMPTS', 'HUBSPOT_RETRY_BASE_MS', 'HUBSPOT_LEASE_MS',
-  'HUBSPOT_TIMEOUT_MS', 'HUBSPOT_REQUESTS_PER_SECOND',
+  'HUBSPOT_TIMEOUT_MS', 'HUBSPOT_REQUESTS_PER_SECOND', 'HUBSPOT_WORKER',
 ] as const;
 
 /** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
@@ -153,6 +155,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       return fallback;
     }
     return value;
+  };
+  const bool = (key: string, fallback: boolean): boolean => {
+    const raw = env[key]?.trim().toLowerCase();
+    if (raw === undefined || raw === '') return fallback;
+    if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+    if (['false', '0', 'no', 'off'].includes(raw)) return false;
+    problems.push(`${key} must be true or false (got "${env[key]}")`);
+    return fallback;
   };
   const str = (key: string): string | undefined => {
     const raw = env[key]?.trim();
@@ -266,6 +276,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       leaseMs: int('HUBSPOT_LEASE_MS', 60_000, 100, 3_600_000),
       timeoutMs: int('HUBSPOT_TIMEOUT_MS', 20_000, 50, 600_000),
       requestsPerSecond: int('HUBSPOT_REQUESTS_PER_SECOND', 15, 0, 1000),
+      worker: bool('HUBSPOT_WORKER', true),
     },
   };
   const hubspotToken = config.hubspot.accessToken;
