@@ -131,7 +131,11 @@ CREATE TABLE hubspot_outbox (
   updated_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX hubspot_outbox_pending ON hubspot_outbox (tenant_id, kind, record_id) WHERE status = 'pending';
-CREATE INDEX hubspot_outbox_due ON hubspot_outbox (next_attempt_at, id) WHERE status = 'pending';
+-- A claim picks the oldest due entry, objects (contacts, deals) before what needs their HubSpot
+-- ids, then takes that tenant's entries of that kind in queue order.
+CREATE INDEX hubspot_outbox_objects ON hubspot_outbox (id) WHERE status = 'pending' AND kind IN ('contact', 'deal');
+CREATE INDEX hubspot_outbox_others ON hubspot_outbox (id) WHERE status = 'pending' AND kind NOT IN ('contact', 'deal');
+CREATE INDEX hubspot_outbox_queue ON hubspot_outbox (tenant_id, kind, id) WHERE status = 'pending';
 CREATE INDEX hubspot_outbox_dead ON hubspot_outbox (tenant_id, id) WHERE status = 'dead';
 
 -- What HubSpot acknowledged, per object: its HubSpot id and the record version it holds, so an

@@ -119,7 +119,8 @@ describe.each(backends)('HubSpot export on %s', (backend) => {
     const hsContact = mock.objects.get('contacts')!.get(ids[0])!;
     expect(hsContact.properties).toMatchObject({ firstname: 'Lead 0', lastname: 'Bulk', fieldsync_id: ids[0] });
     const deal = mock.objects.get('deals')!.get(project.id)!;
-    expect(deal.properties).toMatchObject({ dealname: 'Solar roof', fieldsync_project_id: projectId, city: 'Austin', fieldsync_terminal_reason: 'sold' });
+    expect(deal.properties).toMatchObject({ dealname: 'Solar roof', fieldsync_project_id: projectId, fieldsync_terminal_reason: 'sold' });
+    expect(JSON.parse(deal.properties.fieldsync_properties)).toEqual({ city: 'Austin' });
     expect(mock.objects.get('contacts')!.get(ids[1])!.properties.fieldsync_terminal_reason).toBe('moved away');
     expect(mock.associations.has(`deals:${deal.id}->contacts:${hsContact.id}:deal_to_contact`)).toBe(true);
     const note = mock.objects.get('notes')!.get(call.id)!;

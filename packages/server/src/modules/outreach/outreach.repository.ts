@@ -120,8 +120,8 @@ export async function matchContact(db: Queryable, tenantId: string, by: 'externa
  * its cooldown and of a live contact who may be called, with no terminal session in force for
  * the tenant, the project, the pair or the contact, and fewer calls of the pair than the
  * tenant's limits in the rolling day and week. Every test is an index probe per pair
- * (terminal sessions by scope, calls by pair and start time); the walk goes project by
- * project, in order, and stops at `limit`.
+ * (terminal sessions by scope, calls by pair and start time, counted only up to the limit);
+ * the walk goes project by project, in order, and stops at `limit`.
  */
 export const ELIGIBLE_CALLS_SQL = `
 WITH s AS (${SETTINGS_SQL}),
@@ -144,10 +144,10 @@ SELECT p.project_id AS "projectId", p.name AS "projectName", c.id AS "contactId"
    AND NOT EXISTS (SELECT 1 FROM terminal_sessions t
                     WHERE t.tenant_id = $1 AND t.scope = 'project' AND t.project_id = p.project_id AND t.contact_id = c.id AND ${ACTIVE})
    AND NOT EXISTS (SELECT 1 FROM terminal_sessions t WHERE t.tenant_id = $1 AND t.scope = 'contact' AND t.contact_id = c.id AND ${ACTIVE})
-   AND (SELECT count(*) FROM call_sessions cs WHERE cs.tenant_id = $1 AND cs.project_id = p.project_id AND cs.contact_id = c.id
-          AND cs.started_at > now() - interval '24 hours') < s.daily
-   AND (SELECT count(*) FROM call_sessions cs WHERE cs.tenant_id = $1 AND cs.project_id = p.project_id AND cs.contact_id = c.id
-          AND cs.started_at > now() - interval '7 days') < s.weekly
+   AND (SELECT count(*) FROM (SELECT 1 FROM call_sessions cs WHERE cs.tenant_id = $1 AND cs.project_id = p.project_id AND cs.contact_id = c.id
+          AND cs.started_at > now() - interval '24 hours' LIMIT s.daily) AS day) < s.daily
+   AND (SELECT count(*) FROM (SELECT 1 FROM call_sessions cs WHERE cs.tenant_id = $1 AND cs.project_id = p.project_id AND cs.contact_id = c.id
+          AND cs.started_at > now() - interval '7 days' LIMIT s.weekly) AS week) < s.weekly
  ORDER BY p.project_id, pc.contact_id
  LIMIT $3`;
 

@@ -56,12 +56,14 @@ function contactProperties(c: Rec): Record<string, string> {
   };
 }
 
-/** A project as HubSpot deal properties (its own free-form properties first, ours win). */
+/**
+ * A project as HubSpot deal properties. Its free-form properties travel as one JSON text
+ * property: HubSpot refuses a whole batch for one property it does not know.
+ */
 function dealProperties(p: Rec): Record<string, string> {
-  const own = Object.fromEntries(Object.entries((p.properties as Rec) ?? {}).map(([k, v]) => [k, str(v)]));
   return {
-    ...own,
     dealname: str(p.name),
+    fieldsync_properties: JSON.stringify(p.properties ?? {}),
     fieldsync_project_id: str(p.projectId),
     fieldsync_status: str(p.status),
     fieldsync_call_suppressed: str(p.callSuppressed),

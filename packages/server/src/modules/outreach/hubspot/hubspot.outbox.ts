@@ -81,11 +81,17 @@ export async function claimDue(
 ): Promise<OutboxEntry[]> {
   const { rows } = await tx.query<{ id: string; tenant_id: string; kind: ExportKind; record_id: string; record_version: string; attempts: number }>(
     `WITH pick AS (
-       SELECT o.tenant_id, o.kind FROM hubspot_outbox o
-         LEFT JOIN hubspot_integrations i ON i.tenant_id = o.tenant_id
-        WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
-          AND coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
-        ORDER BY (o.kind IN ('contact', 'deal')) DESC, o.id LIMIT 1),
+       -- The oldest due entry of an object (contact, deal) first, else of the rest: each an ordered index walk that stops at the first.
+       (SELECT o.tenant_id, o.kind FROM hubspot_outbox o LEFT JOIN hubspot_integrations i ON i.tenant_id = o.tenant_id
+         WHERE o.status = 'pending' AND o.kind IN ('contact', 'deal') AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
+           AND coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
+         ORDER BY o.id LIMIT 1)
+       UNION ALL
+       (SELECT o.tenant_id, o.kind FROM hubspot_outbox o LEFT JOIN hubspot_integrations i ON i.tenant_id = o.tenant_id
+         WHERE o.status = 'pending' AND o.kind NOT IN ('contact', 'deal') AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
+           AND coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
+         ORDER BY o.id LIMIT 1)
+       LIMIT 1),
      claimed AS (
        SELECT o.id FROM hubspot_outbox o JOIN pick ON pick.tenant_id = o.tenant_id AND pick.kind = o.kind
         WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
