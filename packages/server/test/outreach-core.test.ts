@@ -82,6 +82,21 @@ describe.each(backends)('outreach: projects, contacts, links, call and terminal 
         expect(res.status, JSON.stringify(body)).toBe(400);
         expect(res.body.success).toBe(false);
       }
+      // Bodies that cannot be read: invalid UTF-8, deep JSON, not JSON, huge.
+      let deep: unknown = 'x';
+      for (let i = 0; i < 100; i++) deep = { a: deep };
+      const raws: { raw: string | Buffer; type?: string; status: number }[] = [
+        { raw: Buffer.concat([Buffer.from('{"projectId":"p-utf","name":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), status: 400 },
+        { raw: JSON.stringify({ projectId: ext('p'), name: 'deep', properties: deep }), status: 400 },
+        { raw: '{"projectId":', status: 400 },
+        { raw: JSON.stringify({ projectId: ext('p'), name: 'x'.repeat(2 * 1024 * 1024) }), status: 413 },
+        { raw: 'projectId=x', type: 'application/x-www-form-urlencoded', status: 415 },
+      ];
+      for (const { raw, type, status } of raws) {
+        const res = await app.api('POST', '/api/projects', { raw, headers: { 'content-type': type ?? 'application/json' } });
+        expect(res.status).toBe(status);
+        expect(res.body).toMatchObject({ success: false });
+      }
       expect(await count('projects')).toBe(before);
     });
   });
