@@ -19,6 +19,7 @@ export { backoffDelay, retryAfterDelay, parseRetryAfter, withRetry, DEFAULT_BACK
 export type { DeviceInfo, FetchLike } from './http.js';
 export type {
   AckEvent,
+  CallSession,
   Category,
   CategoryInput,
   ChangeEvent,
@@ -32,6 +33,8 @@ export type {
   Item,
   ItemInput,
   OutboxEntry,
+  Project,
+  ProjectContact,
   PushAck,
   RecordOf,
   Space,
@@ -41,5 +44,6 @@ export type {
   SyncRecord,
   SyncState,
   SyncSummary,
+  TerminalSession,
   UpdateInput,
 } from './types.js';

@@ -1,9 +1,24 @@
 import type { Contact, ContactCreate, ContactUpdate } from '@fieldsync/protocol/contacts';
 import type { Category, CategoryCreate, CategoryUpdate, Item, ItemCreate, ItemUpdate, Space, SpaceCreate, SpaceUpdate } from '@fieldsync/protocol/lists';
+import type {
+  CallSession,
+  CallSessionCreate,
+  Project,
+  ProjectContact,
+  ProjectContactCreate,
+  ProjectContactUpdate,
+  ProjectCreate,
+  ProjectUpdate,
+  TerminalSession as TerminalSessionView,
+  TerminalSessionCreate,
+} from '@fieldsync/protocol/outreach';
 import type { ConflictReport, PushAck, SyncChange } from '@fieldsync/protocol/sync';
 import type { ErrorCode } from '@fieldsync/protocol/errors';
 
-export type { Contact, Category, Item, Space, ConflictReport, PushAck, SyncChange, ErrorCode };
+/** A terminal session as synced (REST answers add `active`, computed at read time). */
+export type TerminalSession = Omit<TerminalSessionView, 'active'>;
+
+export type { Contact, Category, Item, Space, Project, ProjectContact, CallSession, ConflictReport, PushAck, SyncChange, ErrorCode };
 
 /** Every synced record: the server's fields plus the collection's own. */
 export interface SyncRecord {
@@ -20,6 +35,12 @@ export interface CollectionTypes {
   spaces: Space;
   categories: Category;
   items: Item;
+  projects: Project;
+  projectContacts: ProjectContact;
+  /** Append only: create, never update or delete. */
+  callSessions: CallSession;
+  /** Append only: create, never update or delete. */
+  terminalSessions: TerminalSession;
 }
 
 /** A collection name: one of `CollectionTypes` or any other synced collection. */
@@ -44,7 +65,15 @@ export type CreateInput<C extends string> = C extends 'contacts'
       ? CategoryCreate
       : C extends 'items'
         ? ItemCreate
-        : Record<string, unknown>;
+        : C extends 'projects'
+          ? ProjectCreate
+          : C extends 'projectContacts'
+            ? ProjectContactCreate
+            : C extends 'callSessions'
+              ? CallSessionCreate
+              : C extends 'terminalSessions'
+                ? TerminalSessionCreate
+                : Record<string, unknown>;
 
 /** What `update(collection, id, ...)` takes: only the fields that change. */
 export type UpdateInput<C extends string> = C extends 'contacts'
@@ -55,7 +84,13 @@ export type UpdateInput<C extends string> = C extends 'contacts'
       ? CategoryUpdate
       : C extends 'items'
         ? ItemUpdate
-        : Record<string, unknown>;
+        : C extends 'projects'
+          ? ProjectUpdate
+          : C extends 'projectContacts'
+            ? ProjectContactUpdate
+            : C extends 'callSessions' | 'terminalSessions'
+              ? never
+              : Record<string, unknown>;
 
 /** One queued local change, as the outbox keeps it until the server acknowledges it. */
 export interface OutboxEntry {
