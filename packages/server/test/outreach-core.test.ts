@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends } from './helpers/test-db.js';
 import { createAgent, startTestApp, uniquePhone, type TestApp } from './helpers/test-app.js';
+import { authedProbe, closeAll, quiet } from './helpers/sockets.js';
 
 /** A fresh external id for a run (suites share nothing, but tests of one suite must not collide). */
 const ext = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
@@ -344,6 +345,38 @@ describe.each(backends)('outreach: projects, contacts, links, call and terminal 
       expect(results).toEqual(['VALIDATION_FAILED', 'VALIDATION_FAILED', 'VALIDATION_FAILED', 'VALIDATION_FAILED', 'NOT_FOUND', 'VALIDATION_FAILED', 'ok']);
       expect(await count('call_sessions')).toBe(before + 1);
       expect((await app.api('GET', `/api/call-sessions/${acks[1].serverId}`)).body.data.outcome).toBe('connected');
+    });
+
+    it('delivers a call pushed by one phone live to the tenant’s other phones (the call and its project’s cooldown), not to the pusher or another tenant', async () => {
+      const project = await newProject();
+      const contact = await newContact();
+      const other = await app.api('POST', '/api/tenants', { body: { name: 'Quiet org', slug: `quiet-${randomUUID().slice(0, 8)}` } });
+      const deviceId = `live-w-${randomUUID().slice(0, 6)}`;
+      const [writer, colleague, stranger] = await Promise.all([
+        authedProbe(app.url, { apiKey: agentKey, deviceId }),
+        authedProbe(app.url, { apiKey: app.adminKey, deviceId: `live-c-${randomUUID().slice(0, 6)}` }),
+        authedProbe(app.url, { apiKey: other.body.data.apiKey, deviceId: `live-s-${randomUUID().slice(0, 6)}` }),
+      ]);
+      try {
+        const pushed = await app.api('POST', '/api/sync', {
+          key: agentKey,
+          body: {
+            deviceId,
+            changes: [{ changeId: randomUUID(), entityType: 'callSessions', operation: 'create', timestamp: Date.now(), data: { projectId: project.projectId, contactId: contact.id, outcome: 'connected', startedAt: new Date().toISOString() } }],
+          },
+        });
+        const callId = pushed.body.data.acknowledged[0].serverId;
+        const about = (p: any) => Array.isArray(p?.changes) && p.changes.some((c: { id: string }) => c.id === callId);
+        const event = await colleague.waitFor('changes', about);
+        expect(event.changes.map((c: { collection: string; id: string }) => [c.collection, c.id])).toEqual(
+          expect.arrayContaining([['callSessions', callId], ['projects', project.id]]),
+        );
+        await quiet();
+        expect(writer.dataEvents().filter((r) => about(r.payload))).toEqual([]);
+        expect(stranger.dataEvents().filter((r) => about(r.payload))).toEqual([]);
+      } finally {
+        closeAll(writer, colleague, stranger);
+      }
     });
 
     it('answers a pushed call session whose callSessionId exists with that session, not a second one', async () => {

@@ -113,6 +113,9 @@ describe.each(backends)('HubSpot export on %s', (backend) => {
 
     const s = await drained(key);
     expect(s).toMatchObject({ enabled: true, status: 'idle', pending: 0, failed: 0, lastError: null });
+    // Every object sent counts (the project may go twice: created, then moved by the call's cooldown).
+    expect(s.exported).toBeGreaterThanOrEqual(155);
+    expect(s.exported).toBeLessThanOrEqual(156);
     expect(s.lastSuccessAt).toEqual(expect.any(String));
 
     expect(sendsOf('contacts', ids.slice(2))).toEqual(ids.slice(2).map(() => 1));

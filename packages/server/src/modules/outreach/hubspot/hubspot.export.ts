@@ -28,7 +28,8 @@ const DEPENDENCY_WAIT_MS = 500;
 const NO_TOKEN_WAIT_MS = 60_000;
 
 type Rec = Record<string, unknown>;
-type Done = { entryId: number; kind: ExportKind; recordId: string; hubspotId: string | null; version: number };
+/** An entry to complete; `sent: false` when nothing went to HubSpot for it (deleted, acknowledged already). */
+type Done = { entryId: number; kind: ExportKind; recordId: string; hubspotId: string | null; version: number; sent?: false };
 
 export interface HubspotExporter {
   /** Exports due entries, batch after batch, until none is due (or `budgetMs` passed, or stop). */
@@ -205,7 +206,7 @@ export function createHubspotExporter(deps: {
       const ack = acked.get(entry.recordId);
       // Gone, deleted (export is upsert only), or this version acknowledged already: nothing to send.
       if (!record || record.isDeleted === true || (ack && ack.version >= version)) {
-        done.push({ entryId: entry.id, kind, recordId: entry.recordId, hubspotId: ack?.hubspotId ?? null, version: Math.max(version, ack?.version ?? 0) });
+        done.push({ entryId: entry.id, kind, recordId: entry.recordId, hubspotId: ack?.hubspotId ?? null, version: Math.max(version, ack?.version ?? 0), sent: false });
       } else live.push({ entry, record, version });
     }
     if (live.length === 0) return { done, refused };
@@ -243,7 +244,7 @@ export function createHubspotExporter(deps: {
       const wantsContact = kind !== 'terminal' ? true : l.record.contactId !== null;
       // An end that is gone or deleted will never be exported: nothing to send for this entry.
       if ((wantsDeal && (!project || project.deleted)) || (wantsContact && (!contact || contact.deleted))) {
-        done.push({ entryId: l.entry.id, kind, recordId: l.entry.recordId, hubspotId: null, version: l.version });
+        done.push({ entryId: l.entry.id, kind, recordId: l.entry.recordId, hubspotId: null, version: l.version, sent: false });
         continue;
       }
       const deal = wantsDeal ? deals.get(project!.id)?.hubspotId : undefined;

@@ -125,12 +125,13 @@ export async function exportedObjects(
  * Records what HubSpot acknowledged, in one transaction: the objects' HubSpot ids and versions,
  * and the entries done (deleted) unless their record changed again meanwhile (then the entry
  * stays, released, to send the newer state). Only the worker holding the lease completes.
+ * Returns how many entries HubSpot received (the tenant's `exported` counter).
  */
 export async function completeEntries(
   tx: Queryable,
   worker: string,
   tenantId: string,
-  done: { entryId: number; kind: ExportKind; recordId: string; hubspotId: string | null; version: number }[],
+  done: { entryId: number; kind: ExportKind; recordId: string; hubspotId: string | null; version: number; sent?: false }[],
 ): Promise<number> {
   if (done.length === 0) return 0;
   await tx.query(
@@ -141,11 +142,14 @@ export async function completeEntries(
        synced_version = GREATEST(hubspot_objects.synced_version, EXCLUDED.synced_version), synced_at = now()`,
     [tenantId, JSON.stringify(done.map((d) => ({ kind: d.kind, record_id: d.recordId, hubspot_id: d.hubspotId, version: d.version })))],
   );
-  const { rowCount } = await tx.query(
+  const { rows: deleted } = await tx.query<{ id: string }>(
     `DELETE FROM hubspot_outbox o USING jsonb_to_recordset($2::jsonb) AS d(id bigint, version bigint)
-      WHERE o.id = d.id AND o.leased_by = $1 AND o.record_version <= d.version`,
+      WHERE o.id = d.id AND o.leased_by = $1 AND o.record_version <= d.version RETURNING o.id`,
     [worker, JSON.stringify(done.map((d) => ({ id: d.entryId, version: d.version })))],
   );
+  // Exported: what HubSpot received and acknowledged (not entries that needed no send).
+  const sent = new Set(done.filter((d) => d.sent !== false).map((d) => d.entryId));
+  const exported = deleted.filter((d) => sent.has(Number(d.id))).length;
   await tx.query(
     `UPDATE hubspot_outbox SET lease_until = NULL, leased_by = NULL, updated_at = now()
       WHERE id = ANY($2::bigint[]) AND leased_by = $1`,
@@ -155,9 +159,9 @@ export async function completeEntries(
     `INSERT INTO hubspot_integrations (tenant_id, exported, last_success_at) VALUES ($1, $2, now())
      ON CONFLICT (tenant_id) DO UPDATE SET exported = hubspot_integrations.exported + EXCLUDED.exported,
        last_success_at = now(), updated_at = now()`,
-    [tenantId, rowCount],
+    [tenantId, exported],
   );
-  return rowCount;
+  return exported;
 }
 
 /** Releases entries without counting a try: they wait `delayMs` (a dependency not exported yet). */
