@@ -19,6 +19,7 @@ export { backoffDelay, retryAfterDelay, parseRetryAfter, withRetry, DEFAULT_BACK
 export type { DeviceInfo, FetchLike } from './http.js';
 export type {
   AckEvent,
+  CallSession,
   Category,
   CategoryInput,
   ChangeEvent,
@@ -38,6 +39,8 @@ export type {
   Item,
   ItemInput,
   OutboxEntry,
+  Project,
+  ProjectContact,
   PushAck,
   RecordOf,
   Space,
@@ -47,5 +50,6 @@ export type {
   SyncRecord,
   SyncState,
   SyncSummary,
+  TerminalSession,
   UpdateInput,
 } from './types.js';

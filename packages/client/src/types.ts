@@ -1,5 +1,17 @@
 import type { Contact, ContactCreate, ContactUpdate } from '@fieldsync/protocol/contacts';
 import type { Category, CategoryCreate, CategoryUpdate, Item, ItemCreate, ItemUpdate, Space, SpaceCreate, SpaceUpdate } from '@fieldsync/protocol/lists';
+import type {
+  CallSession,
+  CallSessionCreate,
+  Project,
+  ProjectContact,
+  ProjectContactCreate,
+  ProjectContactUpdate,
+  ProjectCreate,
+  ProjectUpdate,
+  TerminalSession as TerminalSessionView,
+  TerminalSessionCreate,
+} from '@fieldsync/protocol/outreach';
 import type { ConflictReport, PushAck, SyncChange } from '@fieldsync/protocol/sync';
 import type { ErrorCode } from '@fieldsync/protocol/errors';
 import type {
@@ -15,7 +27,10 @@ import type {
   TypingEvent,
 } from '@fieldsync/protocol/chat';
 
-export type { Contact, Category, Item, Space, ConflictReport, PushAck, SyncChange, ErrorCode };
+/** A terminal session as synced (REST answers add `active`, computed at read time). */
+export type TerminalSession = Omit<TerminalSessionView, 'active'>;
+
+export type { Contact, Category, Item, Space, Project, ProjectContact, CallSession, ConflictReport, PushAck, SyncChange, ErrorCode };
 export type { Conversation, DirectoryUser, Message, MessageStatusEvent, PresenceEvent, TypingEvent };
 
 /** Every synced record: the server's fields plus the collection's own. */
@@ -37,6 +52,12 @@ export interface CollectionTypes {
   users: DirectoryUser;
   conversations: Conversation;
   messages: Message;
+  projects: Project;
+  projectContacts: ProjectContact;
+  /** Append only: create, never update or delete. */
+  callSessions: CallSession;
+  /** Append only: create, never update or delete. */
+  terminalSessions: TerminalSession;
 }
 
 /** A collection name: one of `CollectionTypes` or any other synced collection. */
@@ -52,35 +73,39 @@ export type CategoryInput = CategoryCreate;
 /** The body of a new item. */
 export type ItemInput = ItemCreate;
 
+/** The body of a create, by collection. */
+interface CreateInputs {
+  contacts: ContactCreate;
+  spaces: SpaceCreate;
+  categories: CategoryCreate;
+  items: ItemCreate;
+  conversations: ConversationCreate;
+  messages: MessageCreate;
+  projects: ProjectCreate;
+  projectContacts: ProjectContactCreate;
+  callSessions: CallSessionCreate;
+  terminalSessions: TerminalSessionCreate;
+}
+
+/** The body of an update (only the fields that change), by collection; append-only ones take none. */
+interface UpdateInputs {
+  contacts: ContactUpdate;
+  spaces: SpaceUpdate;
+  categories: CategoryUpdate;
+  items: ItemUpdate;
+  conversations: ConversationUpdate;
+  messages: MessageEdit;
+  projects: ProjectUpdate;
+  projectContacts: ProjectContactUpdate;
+  callSessions: never;
+  terminalSessions: never;
+}
+
 /** What `create(collection, ...)` takes. */
-export type CreateInput<C extends string> = C extends 'contacts'
-  ? ContactCreate
-  : C extends 'spaces'
-    ? SpaceCreate
-    : C extends 'categories'
-      ? CategoryCreate
-      : C extends 'items'
-        ? ItemCreate
-        : C extends 'conversations'
-          ? ConversationCreate
-          : C extends 'messages'
-            ? MessageCreate
-            : Record<string, unknown>;
+export type CreateInput<C extends string> = C extends keyof CreateInputs ? CreateInputs[C] : Record<string, unknown>;
 
 /** What `update(collection, id, ...)` takes: only the fields that change. */
-export type UpdateInput<C extends string> = C extends 'contacts'
-  ? ContactUpdate
-  : C extends 'spaces'
-    ? SpaceUpdate
-    : C extends 'categories'
-      ? CategoryUpdate
-      : C extends 'items'
-        ? ItemUpdate
-        : C extends 'conversations'
-          ? ConversationUpdate
-          : C extends 'messages'
-            ? MessageEdit
-            : Record<string, unknown>;
+export type UpdateInput<C extends string> = C extends keyof UpdateInputs ? UpdateInputs[C] : Record<string, unknown>;
 
 /** One queued local change, as the outbox keeps it until the server acknowledges it. */
 export interface OutboxEntry {

@@ -4,6 +4,16 @@ import { ContactCreate, ContactUpdate } from './contacts.js';
 import { Uuid, VALIDATED_BY } from './envelope.js';
 import { ChangeErrorCodeSchema } from './errors.js';
 import { CategoryPushCreate, CategoryUpdate, ItemPushCreate, ItemPushUpdate, SpaceCreate, SpaceUpdate } from './lists.js';
+import {
+  CallSessionPushCreate,
+  CallSessionUpdate,
+  ProjectContactPushCreate,
+  ProjectContactUpdate,
+  ProjectCreate,
+  ProjectUpdate,
+  TerminalSessionPushCreate,
+  TerminalSessionUpdate,
+} from './outreach.js';
 
 /** One change of a delta pull or a `changes` event. */
 export const Change = Type.Object({
@@ -124,6 +134,32 @@ export const SYNC_ENTITIES = [
     create: MessagePushCreate,
     update: MessageEdit,
     localRefs: { conversationId: 'conversationLocalId' },
+  }),
+  syncEntity({ name: 'projects', alias: 'project', create: ProjectCreate, update: ProjectUpdate, operations: ['create', 'update'] }),
+  syncEntity({
+    name: 'projectContacts',
+    alias: 'projectContact',
+    create: ProjectContactPushCreate,
+    update: ProjectContactUpdate,
+    operations: ['create', 'update'],
+    localRefs: { contactId: 'contactLocalId' },
+  }),
+  // Append only: a call or terminal session is created once and never changed (SPEC §9).
+  syncEntity({
+    name: 'callSessions',
+    alias: 'callSession',
+    create: CallSessionPushCreate,
+    update: CallSessionUpdate,
+    operations: ['create'],
+    localRefs: { contactId: 'contactLocalId' },
+  }),
+  syncEntity({
+    name: 'terminalSessions',
+    alias: 'terminalSession',
+    create: TerminalSessionPushCreate,
+    update: TerminalSessionUpdate,
+    operations: ['create'],
+    localRefs: { contactId: 'contactLocalId' },
   }),
 ] as const;
 

@@ -29,8 +29,8 @@ const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const PROFILE_DIR = join(BENCH_DIR, 'profiles');
 
 const SCALES: Record<'quick' | 'full', Scale> = {
-  quick: { contacts: 100_000, pullRequests: 200, initialSyncReps: 1, loadMs: 2000, warmupMs: 500, pushBatches: 50, fanoutChanges: 8, connections: 2000, connectionsInTenant: 500, settleMs: 1500 },
-  full: { contacts: 100_000, pullRequests: 2000, initialSyncReps: 3, loadMs: 15_000, warmupMs: 2000, pushBatches: 400, fanoutChanges: 40, connections: 10_000, connectionsInTenant: 1000, settleMs: 3000 },
+  quick: { contacts: 100_000, pullRequests: 200, initialSyncReps: 1, loadMs: 2000, warmupMs: 500, pushBatches: 50, fanoutChanges: 8, connections: 2000, connectionsInTenant: 500, settleMs: 1500, callSessions: 200_000, exportContacts: 10_000 },
+  full: { contacts: 100_000, pullRequests: 2000, initialSyncReps: 3, loadMs: 15_000, warmupMs: 2000, pushBatches: 400, fanoutChanges: 40, connections: 10_000, connectionsInTenant: 1000, settleMs: 3000, callSessions: 1_000_000, exportContacts: 10_000 },
 };
 
 const started = Date.now();
@@ -44,6 +44,7 @@ function parseCli() {
       'database-url': { type: 'string' },
       profile: { type: 'boolean', default: false },
       'keep-database': { type: 'boolean', default: false },
+      'call-sessions': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -52,14 +53,19 @@ function parseCli() {
       `npm run bench -- [--quick] [--only <scenario>[,<scenario>]] [--database-url <postgres url>] [--profile] [--keep-database]\n` +
         `scenarios: ${scenarios.map((s) => s.name).join(', ')}\n` +
         `--profile writes a CPU profile of the server per scenario to packages/server/bench/profiles/ (numbers are slower then)\n` +
-        `--keep-database leaves the generated database in place for EXPLAIN ANALYZE and prints its URL\n`,
+        `--keep-database leaves the generated database in place for EXPLAIN ANALYZE and prints its URL\n` +
+        `--call-sessions <n> call sessions generated for eligible-calls (default 200,000 with --quick, 1,000,000 otherwise: SPEC §12's scale)\n`,
     );
     process.exit(0);
   }
   const only = values.only?.flatMap((o) => o.split(',')).map((o) => o.trim()).filter(Boolean);
   const unknown = only?.filter((o) => !scenarios.some((s) => s.name === o)) ?? [];
   if (unknown.length > 0) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${scenarios.map((s) => s.name).join(', ')}`);
-  return { quick: values.quick!, only, databaseUrl: values['database-url'], profile: values.profile!, keepDatabase: values['keep-database']! };
+  const callSessions = values['call-sessions'] === undefined ? undefined : Number(values['call-sessions']);
+  if (callSessions !== undefined && !(Number.isInteger(callSessions) && callSessions >= 0 && callSessions <= 10_000_000)) {
+    throw new Error('--call-sessions must be an integer from 0 to 10,000,000');
+  }
+  return { quick: values.quick!, only, databaseUrl: values['database-url'], profile: values.profile!, keepDatabase: values['keep-database']!, callSessions };
 }
 
 /** Creates `count` agents with `adminKey`; each comes with its API key. */
@@ -110,7 +116,7 @@ async function runScenario(scenario: Scenario, ctx: BenchContext, keepPids: numb
 async function main(): Promise<number> {
   const cli = parseCli();
   const mode = cli.quick ? 'quick' : 'full';
-  const scale = SCALES[mode];
+  const scale = { ...SCALES[mode], ...(cli.callSessions !== undefined ? { callSessions: cli.callSessions } : {}) };
   const selected = cli.only ? scenarios.filter((s) => cli.only!.includes(s.name)) : scenarios;
   const loadStart = loadavg();
   log(`${mode} run of ${selected.map((s) => s.name).join(', ')}; load average ${loadStart.map((x) => x.toFixed(2)).join(' ')}`);

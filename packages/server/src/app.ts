@@ -59,6 +59,19 @@ import { createChatService } from './modules/chat/chat.service.js';
 import { chatRoutes } from './modules/chat/chat.routes.js';
 import { mountChatSocket } from './modules/chat/chat.socket.js';
 import { createServerWrites } from './sync/server-writes.js';
+import { createHubspotExportJob } from './jobs/hubspot-export.job.js';
+import {
+  callSessionsCollection,
+  exportedAs,
+  projectContactsCollection,
+  projectsCollection,
+  terminalSessionsCollection,
+} from './modules/outreach/outreach.collection.js';
+import { createOutreachService } from './modules/outreach/outreach.service.js';
+import { outreachRoutes } from './modules/outreach/outreach.routes.js';
+import { createHubspotExporter } from './modules/outreach/hubspot/hubspot.export.js';
+import { createHubspotService } from './modules/outreach/hubspot/hubspot.service.js';
+import { tokenKey } from './modules/outreach/hubspot/hubspot.token.js';
 
 export const VERSION = '0.1.0';
 
@@ -102,11 +115,17 @@ export async function buildApp(deps: AppDeps) {
   });
   const feed = new ChangeFeed();
   const registry = new CollectionRegistry();
+  // Outreach exports contacts, projects, links, calls and terminal states to HubSpot (SPEC §9).
+  const outreachOpts = { exportAll: config.hubspot.accessToken !== undefined };
   registry.register(
-    contactsCollection({
-      defaultRegion: config.defaultPhoneRegion,
-      existingFiles: (tx, tenantId, ids) => files.readyIds(tx, tenantId, ids),
-    }),
+    exportedAs(
+      contactsCollection({
+        defaultRegion: config.defaultPhoneRegion,
+        existingFiles: (tx, tenantId, ids) => files.readyIds(tx, tenantId, ids),
+      }),
+      'contact',
+      outreachOpts,
+    ),
   );
   registry.register(spacesCollection);
   registry.register(categoriesCollection);
@@ -115,6 +134,11 @@ export async function buildApp(deps: AppDeps) {
   registry.register(conversationsCollection);
   registry.register(messagesCollection);
   const writes = createServerWrites({ db, registry, feed });
+  // Parents first: the push engine writes collections in this order.
+  registry.register(projectsCollection(outreachOpts));
+  registry.register(projectContactsCollection(outreachOpts));
+  registry.register(callSessionsCollection(outreachOpts));
+  registry.register(terminalSessionsCollection(outreachOpts));
   const throttle = createLoginThrottle({
     policy: loginPolicy(config.loginMaxFailures),
     redis,
@@ -169,6 +193,10 @@ export async function buildApp(deps: AppDeps) {
   });
   const chat = createChatService({ db, push, writes, presence, logger });
   files.addAttachmentGuard((tenantId, userId, fileId) => chat.attachmentVisible(tenantId, userId, fileId));
+  const outreach = createOutreachService({ db, push, contacts, defaultRegion: config.defaultPhoneRegion });
+  const hubspotKey = tokenKey(deps.jwtSecret);
+  const hubspot = createHubspotService({ db, tokenKey: hubspotKey, serverToken: config.hubspot.accessToken !== undefined });
+  const hubspotExporter = createHubspotExporter({ db, config: config.hubspot, tokenKey: hubspotKey, logger });
 
   // HTTP.
   const app = Fastify({
@@ -268,6 +296,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(chatRoutes({ chat }));
   await app.register(filesRoutes({ files }));
   await app.register(tusRoutes({ files, store: tusStore, maxBytes: config.uploadMaxBytes }));
+  await app.register(outreachRoutes({ outreach, hubspot }));
 
   // Real time, on the same HTTP server.
   const realtime = createGateway(app.server, {
@@ -297,8 +326,13 @@ export async function buildApp(deps: AppDeps) {
   await maintenance.run();
   const uploadsExpiry = createUploadsExpiryJob({ files, logger, intervalMs: Math.min(15 * 60 * 1000, config.uploadTtlSeconds * 1000) });
   await uploadsExpiry.run();
+  const hubspotExport = createHubspotExportJob({ exporter: hubspotExporter, logger, intervalMs: config.hubspot.pollMs });
+  if (config.hubspot.worker) await hubspotExport.run();
 
-  const services = { auth, agents, tenants, contacts, devices, sync, feed, registry, push, writes, lists, conflicts, policies, maintenance, files, uploadsExpiry, chat, presence };
+  const services = {
+    auth, agents, tenants, contacts, devices, sync, feed, registry, push, writes, lists, conflicts, policies, maintenance, files, uploadsExpiry,
+    chat, presence, outreach, hubspot, hubspotExport, hubspotKey,
+  };
   return {
     app: app as unknown as FastifyInstance,
     gateway: realtime,
@@ -307,7 +341,7 @@ export async function buildApp(deps: AppDeps) {
     async close() {
       await app.close();
       realtime.io.close();
-      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop(), chat.stop()]);
+      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop(), chat.stop(), hubspotExport.stop()]);
       // quit() waits for a connection a Redis that is down never gives: disconnect those.
       const quit = async (client?: Redis) => {
         if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());

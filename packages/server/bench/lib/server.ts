@@ -20,7 +20,7 @@ export interface RunningServer {
  * Its inspector listens on a free port of 127.0.0.1: the suite reads the server's memory after
  * a forced garbage collection through it, and profiles it with `--profile`.
  */
-export async function startFieldsync(opts: { databaseUrl: string; adminKey: string }): Promise<RunningServer> {
+export async function startFieldsync(opts: { databaseUrl: string; adminKey: string; env?: Record<string, string> }): Promise<RunningServer> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'fieldsync-bench-'));
   const env = {
@@ -35,6 +35,9 @@ export async function startFieldsync(opts: { databaseUrl: string; adminKey: stri
     MAX_SOCKETS_PER_CREDENTIAL: '1000000',
     LOG_LEVEL: 'warn',
     DEVICE_FLUSH_MS: '1000',
+    // Only the export scenario's own instance sends to its local HubSpot-like server.
+    HUBSPOT_WORKER: 'false',
+    ...opts.env,
   };
   const child = track(spawnServerChild(env, { nodeArgs: ['--inspect=127.0.0.1:0'], raiseFileLimit: true }));
   const exited = closed(child);

@@ -65,6 +65,10 @@ export interface Scale {
   connectionsInTenant: number;
   /** How long connections settle before memory is read. */
   settleMs: number;
+  /** Call sessions generated for eligible-calls (SPEC §12: 1M; `--call-sessions` sets it). */
+  callSessions: number;
+  /** Contacts exported in export-throughput (SPEC §12: 10,000). */
+  exportContacts: number;
 }
 
 export interface BenchContext {

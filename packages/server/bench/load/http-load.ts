@@ -71,6 +71,22 @@ function pusher(url: string, d: Device, size: number, creates: number) {
 }
 
 serve({
+  /** GET requests one after the other, round robin over `paths`, each answered 200 with `expect` items when given. */
+  async getSequential(arg: { url: string; apiKey: string; paths: string[]; requests: number; warmup: number; minItems?: number }) {
+    const client = new HttpClient(arg.url, { 'x-api-key': arg.apiKey });
+    let items = 0;
+    const run = await sequential(arg.requests, arg.warmup, async (i) => {
+      const path = arg.paths[Math.abs(i) % arg.paths.length];
+      const answer = await client.request('GET', path);
+      if (answer.status !== 200) throw new Error(`GET ${path}: ${answer.status} ${answer.text.slice(0, 300)}`);
+      const count = answer.text.split('"contactId":').length - 1;
+      if (arg.minItems !== undefined && count < arg.minItems) throw new Error(`GET ${path}: ${count} items, expected at least ${arg.minItems}`);
+      items += count;
+    });
+    client.close();
+    return { ...run, items };
+  },
+
   /** One device pulling a delta of `expect` changes again and again, from the checkpoints `mode` says. */
   async pullSequential(arg: { url: string; device: Device; version: number; limit: number; requests: number; warmup: number; expect: number; mode: CheckpointMode }) {
     const client = clientOf(arg.url, arg.device);

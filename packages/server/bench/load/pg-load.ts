@@ -9,6 +9,7 @@ import { checkpoints, closedLoop, sequential, type CheckpointMode } from '../lib
 import { capturePullStatement } from '../lib/pull-sql.js';
 import { pageOf, type PullRow } from '../../src/sync/pull.js';
 import { wallNow } from '../lib/stats.js';
+import { ELIGIBLE_CALLS_SQL } from '../../src/modules/outreach/outreach.repository.js';
 
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
@@ -92,6 +93,19 @@ function limitWriter(tenantId: string, index: number, size: number, creates: num
 }
 
 serve({
+  /** The server's eligible-calls statement one after the other, round robin over `projectIds` (null: the whole tenant). */
+  async eligibleSequential(arg: { databaseUrl: string; tenantId: string; projectIds: (string | null)[]; limit: number; requests: number; warmup: number }) {
+    const pool = poolOf(arg.databaseUrl, 1);
+    let rows = 0;
+    const run = await sequential(arg.requests, arg.warmup, async (i) => {
+      // Unprepared, as the server runs it (planned per request on both sides).
+      const result = await pool.query(ELIGIBLE_CALLS_SQL, [arg.tenantId, arg.projectIds[Math.abs(i) % arg.projectIds.length], arg.limit]);
+      rows += result.rowCount ?? 0;
+    });
+    await closePools();
+    return { ...run, rows };
+  },
+
   /** Delta pulls one after the other: the server's pull SQL. */
   async pullSequential(arg: PullArgs & { requests: number; warmup: number }) {
     const statement = await capturePullStatement(arg.tenantId, arg.userId);

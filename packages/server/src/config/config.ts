@@ -56,6 +56,30 @@ export interface Config {
    * socket's address is the client's), a hop count, or proxy addresses and CIDR ranges.
    */
   trustProxy: TrustProxy;
+  /** The HubSpot export (SPEC §9). */
+  hubspot: HubspotConfig;
+}
+
+/** HubSpot export settings: HUBSPOT_* variables. */
+export interface HubspotConfig {
+  /** A private-app token that enables the export for every tenant without a token of its own. */
+  accessToken: string | undefined;
+  /** Where the HubSpot API is (a local server in tests). */
+  baseUrl: string;
+  /** How often the worker looks for due outbox entries (at most 5 s, SPEC §9). */
+  pollMs: number;
+  /** Tries of an entry before it becomes a dead letter. */
+  maxAttempts: number;
+  /** The first retry's delay; each further try doubles it (capped at 5 minutes). */
+  retryBaseMs: number;
+  /** How long a worker holds the entries it claimed; another worker takes them after that. */
+  leaseMs: number;
+  /** How long one HubSpot request may take. */
+  timeoutMs: number;
+  /** Requests per second per tenant token (HubSpot's limits: 10-19/s for private apps); 0: unlimited. */
+  requestsPerSecond: number;
+  /** Whether this instance runs the export worker (false: it queues exports, other instances send them). */
+  worker: boolean;
 }
 
 /** See `Config.trustProxy`. */
@@ -77,6 +101,8 @@ export const CONFIG_KEYS = [
   'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'STARTUP_TIMEOUT_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL', 'UPLOAD_DIR', 'UPLOAD_MAX_BYTES', 'UPLOAD_ALLOWED_TYPES',
   'STORAGE_QUOTA_BYTES', 'UPLOAD_TTL_SECONDS',
   'FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD', 'ACCESS_TOKEN_TTL_SECONDS', 'LOGIN_MAX_FAILURES', 'TRUST_PROXY',
+  'HUBSPOT_ACCESS_TOKEN', 'HUBSPOT_BASE_URL', 'HUBSPOT_POLL_MS', 'HUBSPOT_MAX_ATTEMPTS', 'HUBSPOT_RETRY_BASE_MS', 'HUBSPOT_LEASE_MS',
+  'HUBSPOT_TIMEOUT_MS', 'HUBSPOT_REQUESTS_PER_SECOND', 'HUBSPOT_WORKER',
 ] as const;
 
 /** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
@@ -131,6 +157,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       return fallback;
     }
     return value;
+  };
+  const bool = (key: string, fallback: boolean): boolean => {
+    const raw = env[key]?.trim().toLowerCase();
+    if (raw === undefined || raw === '') return fallback;
+    if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+    if (['false', '0', 'no', 'off'].includes(raw)) return false;
+    problems.push(`${key} must be true or false (got "${env[key]}")`);
+    return fallback;
   };
   const str = (key: string): string | undefined => {
     const raw = env[key]?.trim();
@@ -236,7 +270,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     accessTokenTtlSeconds: int('ACCESS_TOKEN_TTL_SECONDS', 900, 30, 86_400),
     loginMaxFailures: int('LOGIN_MAX_FAILURES', 5, 0, 1000),
     trustProxy,
+    hubspot: {
+      accessToken: str('HUBSPOT_ACCESS_TOKEN'),
+      baseUrl: (url('HUBSPOT_BASE_URL', ['http:', 'https:']) ?? 'https://api.hubapi.com').replace(/\/+$/, ''),
+      pollMs: int('HUBSPOT_POLL_MS', 2000, 10, 5000),
+      maxAttempts: int('HUBSPOT_MAX_ATTEMPTS', 8, 1, 100),
+      retryBaseMs: int('HUBSPOT_RETRY_BASE_MS', 1000, 1, 600_000),
+      leaseMs: int('HUBSPOT_LEASE_MS', 60_000, 100, 3_600_000),
+      timeoutMs: int('HUBSPOT_TIMEOUT_MS', 20_000, 50, 600_000),
+      requestsPerSecond: int('HUBSPOT_REQUESTS_PER_SECOND', 15, 0, 1000),
+      worker: bool('HUBSPOT_WORKER', true),
+    },
   };
+  const hubspotToken = config.hubspot.accessToken;
+  if (hubspotToken !== undefined && !/^[\x21-\x7e]{8,1000}$/.test(hubspotToken)) problems.push('HUBSPOT_ACCESS_TOKEN must be 8 to 1000 printable characters without spaces');
+  if (config.hubspot.leaseMs <= config.hubspot.timeoutMs) problems.push('HUBSPOT_LEASE_MS must be longer than HUBSPOT_TIMEOUT_MS (a claim must outlive its request)');
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

@@ -128,11 +128,18 @@ export interface WriteDef {
   /** Fields unique among the live records of a tenant (contacts: phonePrimary). */
   unique?: readonly string[];
   /**
+   * A `unique` field that names the record a create means (an external id: call sessions'
+   * `callSessionId`): a create whose value is taken answers the existing record (status
+   * `duplicate`, its id) instead of a DUPLICATE rejection, so re-sending is harmless.
+   */
+  idempotent?: string;
+  /**
    * Fields naming something outside the synced collections (a contact's photo file, a
-   * conversation's participants, a message's attachments): `existing` answers which of the
-   * named ids the writer may name, once per batch, in the write transaction (`tx`: on PGlite
-   * the only connection); another id is the change's VALIDATION_FAILED. `idsOf` reads the ids
-   * of a field's value (default: the string, or the strings of an array).
+   * conversation's participants, a message's attachments), or a record by another key than its
+   * id (a project by its external id): `existing` answers which of the named ids the writer may
+   * name, once per batch, in the write transaction (`tx`: on PGlite the only connection);
+   * another is the change's VALIDATION_FAILED. `idsOf` reads the ids of a field's value
+   * (default: the string, or the strings of an array).
    */
   external?: readonly ExternalRef[];
   /** References by id that may also be given by local id within the device's batches. */

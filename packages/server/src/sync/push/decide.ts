@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { ConflictReport } from '@fieldsync/protocol/sync';
 import type { AuditEntry } from '../audit.js';
 import { diffRecords } from '../audit.js';
-import { isUuid } from '../../lib/values.js';
 import { audienceOf, externalIds, type AppliedChange, type CollectionDef, type Denial, type WriteContext } from '../collections.js';
 import { decide, type Policy, type ServerEdit } from '../conflicts.js';
 import type { TenantPolicies } from '../policies.js';
@@ -139,7 +138,7 @@ export function decideBatch(
     const fields = { ...p.fields };
     for (const ext of p.def.write.external ?? []) {
       const ids = externalIds(ext, fields[ext.field]);
-      if (ids.some((value) => !isUuid(value) || ctx.missing.has(`${p.def.name}:${ext.field}:${value}`))) {
+      if (ids.some((value) => ctx.missing.has(`${p.def.name}:${ext.field}:${value}`))) {
         const message = `does not name ${ext.what} of this organisation`;
         throw new ChangeError('VALIDATION_FAILED', `${ext.field}: ${message}`, [{ field: ext.field, message }]);
       }
@@ -184,6 +183,19 @@ export function decideBatch(
         return { ack: ackOf(p, { serverId: id, status: 'duplicate', version: state.version }) };
       }
       throw new ChangeError('DUPLICATE', 'A record with this id already exists');
+    }
+    if (write.idempotent) {
+      // A create naming an existing record by its external id means that record: answered, not applied.
+      const value = fields[write.idempotent];
+      const existing = typeof value === 'string' ? taken.get(`${p.def.name}:${write.idempotent}:${value}`) : undefined;
+      if (existing) {
+        if (p.raw.localId) {
+          out.newLocal.delete(p.raw.localId);
+          out.newLocal.set(p.raw.localId, { collection: p.def.name, serverId: existing });
+          localMap.set(p.raw.localId, existing);
+        }
+        return { ack: ackOf(p, { serverId: existing, status: 'duplicate', version: states.get(stateKey(p.def.name, existing))?.version }) };
+      }
     }
     const prepared = write.prepare ? write.prepare('create', fields, undefined, writeCtx) : fields;
     const data: Record<string, unknown> = { ...write.defaults, ...prepared, id };

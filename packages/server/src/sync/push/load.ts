@@ -162,7 +162,8 @@ export async function loadBatch(
   const missing = new Set<string>();
   for (const def of new Set(live.map((p) => p.def))) {
     for (const ext of def.write.external ?? []) {
-      const ids = [...new Set(live.filter((p) => p.def === def).flatMap((p) => externalIds(ext, p.fields[ext.field])).filter(isUuid))];
+      // Text keys too (a project's external id); a uuid field's values were checked by the parser.
+      const ids = [...new Set(live.filter((p) => p.def === def).flatMap((p) => externalIds(ext, p.fields[ext.field])))];
       if (ids.length === 0) continue;
       const found = await ext.existing(tx, caller.tenantId, ids, { userId: caller.userId });
       for (const id of ids) if (!found.has(id)) missing.add(`${def.name}:${ext.field}:${id}`);
