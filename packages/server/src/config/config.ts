@@ -54,6 +54,14 @@ export interface Config {
    * socket's address is the client's), a hop count, or proxy addresses and CIDR ranges.
    */
   trustProxy: TrustProxy;
+  /** The bearer token that opens `/metrics` to a scraper; unset: an admin's credentials. */
+  metricsToken: string | undefined;
+  /** How often each instance adds its in-memory sync analytics to the database. */
+  analyticsFlushMs: number;
+  /** How long hourly sync analytics are kept. */
+  analyticsRetentionDays: number;
+  /** How often the alert rules are evaluated. */
+  alertIntervalMs: number;
 }
 
 /** See `Config.trustProxy`. */
@@ -75,6 +83,7 @@ export const CONFIG_KEYS = [
   'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL', 'UPLOAD_DIR', 'UPLOAD_MAX_BYTES', 'UPLOAD_ALLOWED_TYPES',
   'STORAGE_QUOTA_BYTES', 'UPLOAD_TTL_SECONDS',
   'FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD', 'ACCESS_TOKEN_TTL_SECONDS', 'LOGIN_MAX_FAILURES', 'TRUST_PROXY',
+  'METRICS_TOKEN', 'ANALYTICS_FLUSH_MS', 'ANALYTICS_RETENTION_DAYS', 'ALERT_INTERVAL_MS',
 ] as const;
 
 /** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
@@ -201,6 +210,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const dataDir = str('DATA_DIR') ?? './data';
 
+  const metricsToken = str('METRICS_TOKEN');
+  if (metricsToken !== undefined && (metricsToken.length < 16 || metricsToken.length > 256)) problems.push('METRICS_TOKEN must be 16 to 256 characters');
+
   const config: Config = {
     port: int('PORT', 3000, 0, 65535),
     host: str('HOST') ?? '0.0.0.0',
@@ -233,6 +245,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     accessTokenTtlSeconds: int('ACCESS_TOKEN_TTL_SECONDS', 900, 30, 86_400),
     loginMaxFailures: int('LOGIN_MAX_FAILURES', 5, 0, 1000),
     trustProxy,
+    metricsToken,
+    analyticsFlushMs: int('ANALYTICS_FLUSH_MS', 10_000, 10, 600_000),
+    analyticsRetentionDays: int('ANALYTICS_RETENTION_DAYS', 90, 1, 3650),
+    alertIntervalMs: int('ALERT_INTERVAL_MS', 15_000, 10, 3_600_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
