@@ -270,6 +270,8 @@ export async function buildApp(deps: AppDeps) {
         return budget;
       } as unknown as NonNullable<Parameters<typeof rateLimit>[1]>['store'],
       skipOnError: true, // Redis down: serve rather than fail every request
+      // The dashboard's static files (a page load is eight of them) cost no budget; its API calls do.
+      allowList: (request) => request.routeOptions.url?.startsWith('/dashboard') === true,
       keyGenerator: (request) => {
         // Public routes (login, refresh) by address only: a made-up credential header must not
         // buy a fresh budget.

@@ -285,11 +285,19 @@ describe.each(backends)('fleet operations on %s', (backend) => {
   });
 });
 
-describe('GET /metrics with METRICS_TOKEN', () => {
+describe('GET /metrics with METRICS_TOKEN, and the rate limit', () => {
   let app: TestApp;
   const token = 'scrape-token-0123456789abcdef';
   beforeAll(async () => {
-    app = await startTestApp('pglite', { METRICS_TOKEN: token });
+    app = await startTestApp('pglite', { METRICS_TOKEN: token, RATE_LIMIT_PER_MINUTE: '5' });
+  });
+
+  it("serves the dashboard's static files without spending the address's request budget", async () => {
+    for (let i = 0; i < 3; i++) {
+      for (const path of ['/dashboard/', '/dashboard/app.js', '/dashboard/style.css', '/dashboard/vendor/uplot/uPlot.esm.js']) {
+        expect((await fetch(app.url + path)).status, path).toBe(200);
+      }
+    }
   });
   afterAll(async () => {
     await app?.close();

@@ -108,6 +108,9 @@ describe.skipIf(!available)('the dashboard in Chromium', () => {
     await shot(page, 'sync');
     await page.click('button[data-view="alerts"]');
     await page.waitForSelector('#alerts-active li');
+    // Eligibility answers from outreach's API, or says it is not there yet.
+    await page.click('button[data-view="eligibility"]');
+    await expect.poll(() => page.locator('#eligibility-status').textContent()).toMatch(/callable pairs|not available/);
     await page.close();
   });
 

@@ -377,15 +377,45 @@ async function loadEligibility() {
   const project = $('#eligibility-project').value.trim();
   try {
     const res = await api('GET', `/api/eligible-calls?limit=100${project ? `&projectId=${encodeURIComponent(project)}` : ''}`);
-    const rows = Array.isArray(res.data) ? res.data : (res.data?.calls ?? res.data?.items ?? []);
-    fill(status, `${rows.length} callable pairs`);
-    fill($('#eligibility-table tbody'), rows.map((r) => h('tr', {}, h('td', {}, r.projectId ?? '—'), h('td', {}, r.contactName ?? r.contactId ?? '—'))));
+    const rows = Array.isArray(res.data) ? res.data : [];
+    fill(status, `${rows.length} callable pairs${project ? ` in project ${project}` : ''}`);
+    fill(
+      $('#eligibility-table tbody'),
+      rows.map((r) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, r.projectName ? `${r.projectName} (${r.projectId})` : r.projectId),
+          h('td', {}, [r.contact?.firstName, r.contact?.lastName].filter(Boolean).join(' ') || r.contactId),
+          h('td', {}, r.contact?.phonePrimary ?? '—'),
+          h('td', {}, r.contact?.preferredChannel ?? '—'),
+        ),
+      ),
+    );
   } catch (error) {
-    if (error.status === 404 && error.code !== 'NOT_FOUND') fill(status, 'Outreach is not available on this server yet.');
+    if (error.status === 404 && /^Route /.test(error.message)) fill(status, 'Outreach is not available on this server yet.');
     else if (error.status === 404) fill(status, error.message);
     else showError(status, error);
   }
 }
+
+$('#pair-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const out = $('#pair-result');
+  const projectId = $('#pair-project').value.trim();
+  const contactId = $('#pair-contact').value.trim();
+  try {
+    const { data } = await api('GET', `/api/eligibility?projectId=${encodeURIComponent(projectId)}&contactId=${encodeURIComponent(contactId)}`);
+    fill(
+      out,
+      h('p', {}, h('strong', {}, data.eligible ? 'Eligible: this contact may be called now.' : 'Not eligible:')),
+      data.reasons?.length ? h('ul', {}, data.reasons.map((r) => h('li', {}, h('code', {}, r.code), ' ', r.message))) : null,
+    );
+  } catch (error) {
+    if (error.status === 404 && /^Route /.test(error.message)) fill(out, 'Outreach is not available on this server yet.');
+    else showError(out, error);
+  }
+});
 
 // ---- Alerts ---------------------------------------------------------------------------
 
