@@ -138,6 +138,17 @@ describe.each(backends)('fleet operations on %s', (backend) => {
       expect(lagging.healthScore).toBeGreaterThan(80);
     });
 
+    it('creates no device row for a failed sync of a device never seen, and counts nothing against another user\'s device', async () => {
+      const t = await tenant();
+      expect((await push(t.agentKey, 'never-seen-phone', [], { lastSyncVersion: 2 ** 60 })).status).toBe(400);
+      expect((await app.api('GET', '/api/devices/never-seen-phone', { key: t.adminKey })).status).toBe(404);
+      expect((await pull(t.agentKey, 'owned-phone')).status).toBe(200);
+      const other = await createAgent(app, 'AG2', {}, t.adminKey);
+      expect((await push(other.apiKey, 'owned-phone', [], { lastSyncVersion: 2 ** 60 })).status).toBe(400);
+      expect((await pull(other.apiKey, 'owned-phone')).status).toBe(403);
+      expect((await app.api('GET', '/api/devices/owned-phone', { key: t.adminKey })).body.data).toMatchObject({ errorCount: 0, syncStatus: 'ok' });
+    });
+
     it('refuses devices to an agent (403)', async () => {
       const t = await tenant();
       expect((await app.api('GET', '/api/devices', { key: t.agentKey })).status).toBe(403);

@@ -10,14 +10,14 @@ import type { AnalyticsService } from './analytics.service.js';
  */
 export function instrumentSync(
   inner: SyncService,
-  deps: { metrics: Metrics; analytics: AnalyticsService; devices: { recordFailure(who: { tenantId: string; deviceId: string }): void } },
+  deps: { metrics: Metrics; analytics: AnalyticsService; devices: { recordFailure(who: { tenantId: string; deviceId: string; userId: string }): void } },
 ): SyncService {
-  const failed = (tenantId: string, deviceId: string | undefined, kind: 'pull' | 'push', started: number, error: unknown) => {
+  const failed = (caller: { tenantId: string; userId: string }, deviceId: string | undefined, kind: 'pull' | 'push', started: number, error: unknown) => {
     deps.metrics.syncFailures.inc();
-    deps.analytics.record({ tenantId, kind, ms: performance.now() - started, ok: false, items: 0 });
+    deps.analytics.record({ tenantId: caller.tenantId, kind, ms: performance.now() - started, ok: false, items: 0 });
     // Someone else's device id (403) or no credentials (401) says nothing about that device.
     const foreign = error instanceof AppError && (error.status === 401 || error.status === 403);
-    if (deviceId && !foreign) deps.devices.recordFailure({ tenantId, deviceId });
+    if (deviceId && !foreign) deps.devices.recordFailure({ tenantId: caller.tenantId, deviceId, userId: caller.userId });
   };
   /** Times one pull of either form; `items` counts what it delivered. */
   const timedPull = async <T>(caller: Parameters<SyncService['pull']>[0], run: () => Promise<T>, items: (page: T) => number): Promise<T> => {
@@ -28,7 +28,7 @@ export function instrumentSync(
       deps.analytics.record({ tenantId: caller.tenantId, kind: 'pull', ms: performance.now() - started, ok: true, items: items(page) });
       return page;
     } catch (error) {
-      failed(caller.tenantId, caller.deviceId, 'pull', started, error);
+      failed(caller, caller.deviceId, 'pull', started, error);
       throw error;
     }
   };
@@ -53,7 +53,7 @@ export function instrumentSync(
         });
         return result;
       } catch (error) {
-        failed(caller.tenantId, caller.deviceId ?? body.deviceId, 'push', started, error);
+        failed(caller, caller.deviceId ?? body.deviceId, 'push', started, error);
         throw error;
       }
     },

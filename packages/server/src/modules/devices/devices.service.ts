@@ -17,8 +17,12 @@ export interface DeviceIdentity {
 export interface DevicesService {
   /** A pull or push finished: the server has given the device everything up to `version`. */
   recordSync(who: DeviceIdentity, sync: { version: number; changes: number; ok: boolean }, facts?: Heartbeat): void;
-  /** A pull or push of the device failed: counted against its success rate (its health). */
-  recordFailure(who: { tenantId: string; deviceId: string }): void;
+  /**
+   * A pull or push of the device failed: counted against its success rate (its health). Only
+   * for a device this instance has seen `userId` claim: a failure never creates a device row
+   * or touches another user's device.
+   */
+  recordFailure(who: { tenantId: string; deviceId: string; userId: string }): void;
   /** A `changes` event up to `version` reached the device's socket. */
   recordDelivered(who: DeviceIdentity, version: number): void;
   /**
@@ -122,7 +126,8 @@ export function createDevicesService(deps: {
       if (!sync.ok) update.addErrors += 1;
     },
     recordFailure(who) {
-      const update = entry(who);
+      if (owners.get(`${who.tenantId}\u0000${who.deviceId}`) !== who.userId) return;
+      const update = entry({ tenantId: who.tenantId, deviceId: who.deviceId });
       update.syncStatus = 'error';
       update.lastSyncAt = update.lastSeenAt;
       update.addSyncs += 1;
