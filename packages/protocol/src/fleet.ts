@@ -70,3 +70,11 @@ export type AlertsQuery = Static<typeof AlertsQuery>;
 /** Socket event to admins and managers: devices whose state changed (the dashboard refreshes them). */
 export const FleetUpdate = Type.Object({ deviceIds: Type.Array(Type.String()), at: Type.String() });
 export type FleetUpdate = Static<typeof FleetUpdate>;
+
+/** Socket event `fleet:watch` (admins and managers): receive `fleet_update` and `alert` from now on. */
+export const FleetWatch = Type.Object({}, { additionalProperties: false });
+export type FleetWatch = Static<typeof FleetWatch>;
+
+/** Socket event to fleet watchers: an alert was raised or resolved. */
+export const AlertEvent = Type.Object({ change: Type.Union([Type.Literal('raised'), Type.Literal('resolved')]), alert: Alert });
+export type AlertEvent = Static<typeof AlertEvent>;

@@ -66,7 +66,8 @@ import { analyticsRoutes } from './modules/analytics/analytics.routes.js';
 import { instrumentSync } from './modules/analytics/sync.instrument.js';
 import { createAlertsService } from './modules/alerts/alerts.service.js';
 import { alertsRoutes } from './modules/alerts/alerts.routes.js';
-import { createFleetNotifier } from './modules/fleet/fleet.notifier.js';
+import { createFleetNotifier, fleetRoom } from './modules/fleet/fleet.notifier.js';
+import { mountFleetSocket } from './modules/fleet/fleet.socket.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
 import { createPeriodicJob } from './jobs/periodic.js';
 import type { PushEngine } from './sync/push.js';
@@ -116,9 +117,11 @@ export async function buildApp(deps: AppDeps) {
   const metrics = createMetrics({ poolStats: () => db.poolStats(), socketConnections: () => gateway?.connectedSockets() ?? 0 });
   const analytics = createAnalyticsService({ db, retentionDays: config.analyticsRetentionDays });
   const fleet = createFleetNotifier({
-    db,
-    relay: (relay) => gateway?.relay(relay),
-    onError: (error) => logger.warn({ err: error }, 'fleet event not sent'),
+    emit: (tenantId, name, payload) => {
+      // The fleet room on every instance (the adapter carries room broadcasts).
+      const room = gateway?.io.to(fleetRoom(tenantId)) as { emit(name: string, payload: unknown): boolean } | undefined;
+      room?.emit(name, payload);
+    },
   });
   const alerts = createAlertsService({
     db,
@@ -331,6 +334,7 @@ export async function buildApp(deps: AppDeps) {
   });
   gateway = realtime;
   mountChatSocket({ gateway: realtime, chat, presence });
+  mountFleetSocket({ gateway: realtime });
   if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync' }));
   app.addHook('preClose', async () => {
     closing = true;

@@ -154,20 +154,26 @@ describe.each(backends)('fleet operations on %s', (backend) => {
       expect((await app.api('GET', '/api/devices', { key: t.agentKey })).status).toBe(403);
     });
 
-    it('tells admin and manager sockets, and no agent socket, when device state changes (fleet_update)', async () => {
+    it('tells watching admin and manager sockets when device state changes (fleet_update); an agent may not watch, and a socket that did not ask hears nothing', async () => {
       const t = await tenant();
-      let admin: Probe | undefined;
+      let manager: Probe | undefined;
       let agent: Probe | undefined;
+      let quietAdmin: Probe | undefined;
       try {
-        admin = await authedProbe(app.url, { apiKey: t.managerKey, deviceId: 'manager-console' });
+        manager = await authedProbe(app.url, { apiKey: t.managerKey, deviceId: 'manager-console' });
         agent = await authedProbe(app.url, { apiKey: t.agentKey, deviceId: 'agent-other-phone' });
+        quietAdmin = await authedProbe(app.url, { apiKey: t.adminKey, deviceId: 'admin-phone' });
+        expect(await manager.ack('fleet:watch', {})).toEqual({ success: true, data: { watching: true } });
+        expect(await agent.ack('fleet:watch', {})).toMatchObject({ success: false, error: 'FORBIDDEN' });
+        expect(await manager.ack('fleet:watch', { extra: 1 })).toMatchObject({ success: false, error: 'VALIDATION_FAILED' });
         await pull(t.agentKey, 'live-phone');
-        const update = await admin.waitFor('fleet_update', (p) => p.deviceIds.includes('live-phone'));
+        const update = await manager.waitFor('fleet_update', (p) => p.deviceIds.includes('live-phone'));
         expect(typeof update.at).toBe('string');
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        await new Promise((resolve) => setTimeout(resolve, 1300));
         expect(agent.all('fleet_update')).toEqual([]);
+        expect(quietAdmin.all('fleet_update')).toEqual([]);
       } finally {
-        closeAll(admin, agent);
+        closeAll(manager, agent, quietAdmin);
       }
     });
   });
@@ -281,10 +287,11 @@ describe.each(backends)('fleet operations on %s', (backend) => {
       }
     });
 
-    it('tells admin sockets when an alert is raised', async () => {
+    it('tells watching admin sockets when an alert is raised', async () => {
       const t = await tenant();
       const admin = await authedProbe(app.url, { apiKey: t.adminKey, deviceId: 'admin-console' });
       try {
+        expect((await admin.ack('fleet:watch', {})).success).toBe(true);
         await Promise.all(Array.from({ length: 30 }, () => push(t.agentKey, 'noisy-phone', [], { lastSyncVersion: 2 ** 60 })));
         await app.built.services.alertsJob.tick();
         const event = await admin.waitFor('alert', (p) => p.change === 'raised' && p.alert.type === 'failed_syncs_per_minute');

@@ -99,7 +99,10 @@ function connectLive() {
   const socket = io({ auth: (cb) => cb({ token: session.get()?.accessToken }), transports: ['websocket'] });
   state.socket = socket;
   const live = $('#live');
-  socket.on('connect', () => fill(live, 'live'));
+  // Fleet and alert events come only to sockets that ask (admins and managers).
+  socket.on('connect', () => {
+    socket.emit('fleet:watch', {}, (answer) => fill(live, answer?.success ? 'live' : 'offline'));
+  });
   socket.on('disconnect', () => fill(live, 'offline'));
   socket.on('connect_error', () => fill(live, 'offline'));
   // An expired access token ends the socket: new tokens, then a new connection.
