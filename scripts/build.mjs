@@ -4,7 +4,7 @@
 // dependency left to node_modules. `npm start` then runs it with plain Node: no TypeScript
 // loader, no esbuild helper process.
 import { build } from 'esbuild';
-import { readFileSync, rmSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -30,5 +30,7 @@ const result = await build({
   logLevel: 'warning',
   metafile: true,
 });
+// Files the server reads at run time beside its code: the dashboard's static pages.
+cpSync(`${root}packages/server/src/dashboard/public`, `${outdir}/public`, { recursive: true });
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
 process.stdout.write(`Built packages/server/dist (${(bytes / 1024).toFixed(0)} KiB) in ${Date.now() - started} ms. \`npm start\` runs it.\n`);

@@ -15,8 +15,12 @@ export const Device = Type.Object({
   syncStatus: Type.String(),
   changesCount: Type.Integer(),
   syncCount: Type.Integer(),
+  /** Syncs that failed (counted in `syncCount`). */
+  errorCount: Type.Integer(),
   versionsBehind: Type.Integer(),
   online: Type.Boolean(),
+  /** 0-100 from success rate, versions behind and time since last seen (docs/operations.md). */
+  healthScore: Type.Integer({ minimum: 0, maximum: 100 }),
 });
 export type Device = Static<typeof Device>;
 

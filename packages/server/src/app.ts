@@ -72,6 +72,18 @@ import { outreachRoutes } from './modules/outreach/outreach.routes.js';
 import { createHubspotExporter } from './modules/outreach/hubspot/hubspot.export.js';
 import { createHubspotService } from './modules/outreach/hubspot/hubspot.service.js';
 import { tokenKey } from './modules/outreach/hubspot/hubspot.token.js';
+import { createMetrics } from './modules/metrics/metrics.js';
+import { metricsRoutes } from './modules/metrics/metrics.routes.js';
+import { createAnalyticsService } from './modules/analytics/analytics.service.js';
+import { analyticsRoutes } from './modules/analytics/analytics.routes.js';
+import { instrumentSync } from './modules/analytics/sync.instrument.js';
+import { createAlertsService } from './modules/alerts/alerts.service.js';
+import { alertsRoutes } from './modules/alerts/alerts.routes.js';
+import { createFleetNotifier, fleetRoom } from './modules/fleet/fleet.notifier.js';
+import { mountFleetSocket } from './modules/fleet/fleet.socket.js';
+import { dashboardRoutes } from './dashboard/dashboard.routes.js';
+import { createPeriodicJob } from './jobs/periodic.js';
+import type { PushEngine } from './sync/push.js';
 
 export const VERSION = '0.1.0';
 
@@ -113,7 +125,31 @@ export async function buildApp(deps: AppDeps) {
       ttlMs: config.uploadTtlSeconds * 1000,
     },
   });
+  let gateway: Gateway | undefined;
+  // Fleet operations (SPEC §11): metrics, analytics, alerts, live fleet events for the dashboard.
+  const metrics = createMetrics({ poolStats: () => db.poolStats(), socketConnections: () => gateway?.connectedSockets() ?? 0 });
+  const analytics = createAnalyticsService({ db, retentionDays: config.analyticsRetentionDays });
+  const fleet = createFleetNotifier({
+    emit: (tenantId, name, payload) => {
+      // The fleet room on every instance (the adapter carries room broadcasts).
+      const room = gateway?.io.to(fleetRoom(tenantId)) as { emit(name: string, payload: unknown): boolean } | undefined;
+      room?.emit(name, payload);
+    },
+  });
+  const alerts = createAlertsService({
+    db,
+    analytics,
+    logger,
+    onAlert: (tenantId, alert, change) => fleet.alert(tenantId, { change, alert }),
+  });
   const feed = new ChangeFeed();
+  // Fan-out latency: the time one commit takes to reach this instance's sockets (delivery is synchronous).
+  const publish = feed.publish.bind(feed);
+  feed.publish = (event) => {
+    const started = performance.now();
+    publish(event);
+    metrics.fanout.observe((performance.now() - started) / 1000);
+  };
   const registry = new CollectionRegistry();
   // Outreach exports contacts, projects, links, calls and terminal states to HubSpot (SPEC §9).
   const outreachOpts = { exportAll: config.hubspot.accessToken !== undefined };
@@ -155,8 +191,8 @@ export async function buildApp(deps: AppDeps) {
     db,
     flushMs: config.deviceFlushMs,
     onError: (error) => logger.error({ err: error }, 'device flush failed'),
+    onChange: (tenantId, deviceIds) => fleet.devicesChanged(tenantId, deviceIds),
   });
-  let gateway: Gateway | undefined;
   const agents = createAgentsService({
     db,
     writes,
@@ -170,9 +206,22 @@ export async function buildApp(deps: AppDeps) {
   });
   const tenants = createTenantsService({ db });
   const policies = createPolicyStore();
-  const push = createPushEngine({ db, registry, feed, policies });
+  const engine = createPushEngine({ db, registry, feed, policies });
+  // Every write path goes through the engine: its results feed the write and conflict counters.
+  const collectionOf = (name: string) => registry.resolve(name)?.name ?? 'unknown';
+  const push: PushEngine = {
+    ...engine,
+    async apply(caller, raw, opts) {
+      const outcome = await engine.apply(caller, raw, opts);
+      metrics.recordWrites(outcome.results, collectionOf);
+      return outcome;
+    },
+  };
   const contacts = createContactsService({ db, push, defaultRegion: config.defaultPhoneRegion });
-  const sync = createSyncService({ db, registry, devices, push, pageCache: config.pullCacheMb > 0 ? new PageCache(config.pullCacheMb * 2 ** 20) : undefined });
+  const sync = instrumentSync(
+    createSyncService({ db, registry, devices, push, pageCache: config.pullCacheMb > 0 ? new PageCache(config.pullCacheMb * 2 ** 20) : undefined }),
+    { metrics, analytics, devices },
+  );
   const lists = createListsService({ db, registry, push });
   const conflicts = createConflictsService({ db, registry, policies, push });
   const presence = createPresence({
@@ -218,6 +267,7 @@ export async function buildApp(deps: AppDeps) {
   app.setValidatorCompiler(validatorCompiler);
   registerJsonParser(app);
   registerErrorHandling(app);
+  metrics.register(app as unknown as FastifyInstance);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -252,6 +302,8 @@ export async function buildApp(deps: AppDeps) {
         return budget;
       } as unknown as NonNullable<Parameters<typeof rateLimit>[1]>['store'],
       skipOnError: true, // Redis down: serve rather than fail every request
+      // The dashboard's static files (a page load is eight of them) cost no budget; its API calls do.
+      allowList: (request) => request.routeOptions.url?.startsWith('/dashboard') === true,
       keyGenerator: (request) => {
         // Public routes (login, refresh) by address only: a made-up credential header must not
         // buy a fresh budget.
@@ -297,6 +349,10 @@ export async function buildApp(deps: AppDeps) {
   await app.register(filesRoutes({ files }));
   await app.register(tusRoutes({ files, store: tusStore, maxBytes: config.uploadMaxBytes }));
   await app.register(outreachRoutes({ outreach, hubspot }));
+  await app.register(metricsRoutes({ metrics, auth, token: config.metricsToken }));
+  await app.register(analyticsRoutes({ analytics }));
+  await app.register(alertsRoutes({ alerts }));
+  await app.register(dashboardRoutes());
 
   // Real time, on the same HTTP server.
   const realtime = createGateway(app.server, {
@@ -315,6 +371,7 @@ export async function buildApp(deps: AppDeps) {
   });
   gateway = realtime;
   mountChatSocket({ gateway: realtime, chat, presence });
+  mountFleetSocket({ gateway: realtime });
   if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync' }));
   app.addHook('preClose', async () => {
     closing = true;
@@ -329,9 +386,35 @@ export async function buildApp(deps: AppDeps) {
   const hubspotExport = createHubspotExportJob({ exporter: hubspotExporter, logger, intervalMs: config.hubspot.pollMs });
   if (config.hubspot.worker) await hubspotExport.run();
 
+  let prunedAt = 0;
+  const analyticsJob = createPeriodicJob({
+    intervalMs: config.analyticsFlushMs,
+    logger,
+    failure: 'sync analytics flush failed',
+    work: async () => {
+      await analytics.flush();
+      if (Date.now() - prunedAt >= 60 * 60 * 1000) {
+        prunedAt = Date.now();
+        await analytics.prune();
+      }
+    },
+  });
+  await analyticsJob.run();
+  const alertsJob = createPeriodicJob({
+    intervalMs: config.alertIntervalMs,
+    logger,
+    failure: 'alert evaluation failed',
+    // This instance's latest counts and device rows first, so its rules read them.
+    work: async () => {
+      await Promise.all([analytics.flush(), devices.flush()]);
+      await alerts.evaluate();
+    },
+  });
+  await alertsJob.run();
+
   const services = {
-    auth, agents, tenants, contacts, devices, sync, feed, registry, push, writes, lists, conflicts, policies, maintenance, files, uploadsExpiry,
-    chat, presence, outreach, hubspot, hubspotExport, hubspotKey,
+    auth, agents, tenants, contacts, devices, sync, feed, registry, push, writes, lists, conflicts, policies, maintenance, files, uploadsExpiry, chat, presence,
+    outreach, hubspot, hubspotExport, hubspotKey, metrics, analytics, alerts, analyticsJob, alertsJob, fleet,
   };
   return {
     app: app as unknown as FastifyInstance,
@@ -341,7 +424,10 @@ export async function buildApp(deps: AppDeps) {
     async close() {
       await app.close();
       realtime.io.close();
-      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop(), chat.stop(), hubspotExport.stop()]);
+      fleet.stop();
+      await Promise.all([devices.stop(), maintenance.stop(), uploadsExpiry.stop(), chat.stop(), analyticsJob.stop(), alertsJob.stop(), hubspotExport.stop()]);
+      // What this instance counted since the last flush.
+      await analytics.flush().catch((error: unknown) => logger.warn({ err: error }, 'sync analytics not flushed at shutdown'));
       // quit() waits for a connection a Redis that is down never gives: disconnect those.
       const quit = async (client?: Redis) => {
         if (client?.status === 'ready') await client.quit().catch(() => client.disconnect());

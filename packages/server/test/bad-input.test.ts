@@ -264,11 +264,16 @@ describe.each(backends)('bad input on %s', (backend) => {
   let docPaths: string[];
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 
-  /** Row counts of every table and the tenant's latest version: what must not change. */
+  /**
+   * Row counts of every table and the tenant's latest version: what must not change. Sync
+   * analytics and alerts are left out: junk sync requests are failed syncs, and counting them
+   * (a periodic flush, an alert on failures per minute) is their job (docs/operations.md).
+   */
   const snapshot = async () => {
     const { rows: tables } = await app.testDb.db.query<{ table_name: string }>(
       `SELECT table_name FROM information_schema.tables
-        WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name`,
+        WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
+          AND table_name NOT IN ('sync_analytics', 'sync_recent', 'alerts') ORDER BY table_name`,
     );
     const counts: Record<string, number> = {};
     for (const { table_name } of tables) {

@@ -56,6 +56,14 @@ export interface Config {
    * socket's address is the client's), a hop count, or proxy addresses and CIDR ranges.
    */
   trustProxy: TrustProxy;
+  /** The bearer token that opens `/metrics` to a scraper; unset: an admin's credentials. */
+  metricsToken: string | undefined;
+  /** How often each instance adds its in-memory sync analytics to the database. */
+  analyticsFlushMs: number;
+  /** How long hourly sync analytics are kept. */
+  analyticsRetentionDays: number;
+  /** How often the alert rules are evaluated. */
+  alertIntervalMs: number;
   /** The HubSpot export (SPEC §9). */
   hubspot: HubspotConfig;
 }
@@ -103,6 +111,7 @@ export const CONFIG_KEYS = [
   'FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD', 'ACCESS_TOKEN_TTL_SECONDS', 'LOGIN_MAX_FAILURES', 'TRUST_PROXY',
   'HUBSPOT_ACCESS_TOKEN', 'HUBSPOT_BASE_URL', 'HUBSPOT_POLL_MS', 'HUBSPOT_MAX_ATTEMPTS', 'HUBSPOT_RETRY_BASE_MS', 'HUBSPOT_LEASE_MS',
   'HUBSPOT_TIMEOUT_MS', 'HUBSPOT_REQUESTS_PER_SECOND', 'HUBSPOT_WORKER',
+  'METRICS_TOKEN', 'ANALYTICS_FLUSH_MS', 'ANALYTICS_RETENTION_DAYS', 'ALERT_INTERVAL_MS',
 ] as const;
 
 /** `env` without any configuration key: what a tool hands a server it starts, before its own settings. */
@@ -237,6 +246,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const dataDir = str('DATA_DIR') ?? './data';
 
+  const metricsToken = str('METRICS_TOKEN');
+  if (metricsToken !== undefined && (metricsToken.length < 16 || metricsToken.length > 256)) problems.push('METRICS_TOKEN must be 16 to 256 characters');
+
   const config: Config = {
     port: int('PORT', 3000, 0, 65535),
     host: str('HOST') ?? '0.0.0.0',
@@ -281,6 +293,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       requestsPerSecond: int('HUBSPOT_REQUESTS_PER_SECOND', 15, 0, 1000),
       worker: bool('HUBSPOT_WORKER', true),
     },
+    metricsToken,
+    analyticsFlushMs: int('ANALYTICS_FLUSH_MS', 10_000, 10, 600_000),
+    analyticsRetentionDays: int('ANALYTICS_RETENTION_DAYS', 90, 1, 3650),
+    alertIntervalMs: int('ALERT_INTERVAL_MS', 15_000, 10, 3_600_000),
   };
   const hubspotToken = config.hubspot.accessToken;
   if (hubspotToken !== undefined && !/^[\x21-\x7e]{8,1000}$/.test(hubspotToken)) problems.push('HUBSPOT_ACCESS_TOKEN must be 8 to 1000 printable characters without spaces');

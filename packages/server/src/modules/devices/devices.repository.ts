@@ -81,11 +81,11 @@ const DEVICE_SQL = `SELECT d.device_id AS "deviceId", d.user_id AS "userId", d.a
     d.last_sync_version AS "lastSyncVersion",
     CASE WHEN d.last_sync_at IS NULL THEN NULL ELSE ${isoSql('d.last_sync_at')} END AS "lastSyncAt",
     CASE WHEN d.last_seen_at IS NULL THEN NULL ELSE ${isoSql('d.last_seen_at')} END AS "lastSeenAt",
-    d.sync_status AS "syncStatus", d.changes_count AS "changesCount", d.sync_count AS "syncCount",
+    d.sync_status AS "syncStatus", d.changes_count AS "changesCount", d.sync_count AS "syncCount", d.error_count AS "errorCount",
     greatest(tv.current_version - d.last_sync_version, 0) AS "versionsBehind"
   FROM devices d JOIN tenant_versions tv ON tv.tenant_id = d.tenant_id`;
 
-export type DeviceRow = Omit<Device, 'online'>;
+export type DeviceRow = Omit<Device, 'online' | 'healthScore'>;
 
 export async function listDevices(db: Queryable, tenantId: string, minBehind?: number): Promise<DeviceRow[]> {
   const { rows } = await db.query<DeviceRow>(
@@ -117,4 +117,13 @@ export async function claimDevice(db: Queryable, tenantId: string, deviceId: str
     if (rows.length > 0) return rows[0].user_id;
     if (attempt === 3) throw new Error(`device ${deviceId} could not be claimed`);
   }
+}
+
+/** Devices of every tenant seen since `sinceMs` (the alert rules' fleet), with their tenant. */
+export async function listRecentDevices(db: Queryable, sinceMs: number): Promise<(DeviceRow & { tenantId: string })[]> {
+  const { rows } = await db.query<DeviceRow & { tenantId: string }>(
+    `${DEVICE_SQL.replace('SELECT ', 'SELECT d.tenant_id AS "tenantId", ')} WHERE d.last_seen_at >= to_timestamp($1 / 1000.0)`,
+    [sinceMs],
+  );
+  return rows;
 }

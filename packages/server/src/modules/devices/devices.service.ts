@@ -5,6 +5,7 @@ import { AppError, notFound } from '../../errors.js';
 /** How many device owners are remembered in memory. */
 const MAX_KNOWN_OWNERS = 100_000;
 import * as repo from './devices.repository.js';
+import { healthScore } from './devices.health.js';
 
 export interface DeviceIdentity {
   tenantId: string;
@@ -16,6 +17,12 @@ export interface DeviceIdentity {
 export interface DevicesService {
   /** A pull or push finished: the server has given the device everything up to `version`. */
   recordSync(who: DeviceIdentity, sync: { version: number; changes: number; ok: boolean }, facts?: Heartbeat): void;
+  /**
+   * A pull or push of the device failed: counted against its success rate (its health). Only
+   * for a device this instance has seen `userId` claim: a failure never creates a device row
+   * or touches another user's device.
+   */
+  recordFailure(who: { tenantId: string; deviceId: string; userId: string }): void;
   /** A `changes` event up to `version` reached the device's socket. */
   recordDelivered(who: DeviceIdentity, version: number): void;
   /**
@@ -40,7 +47,13 @@ export interface DevicesService {
  * Device rows, written behind: updates for a device coalesce in memory and are flushed in one
  * statement every `flushMs` (and before every read), so a pull costs no extra write.
  */
-export function createDevicesService(deps: { db: Db; flushMs: number; onError?: (error: unknown) => void }): DevicesService {
+export function createDevicesService(deps: {
+  db: Db;
+  flushMs: number;
+  onError?: (error: unknown) => void;
+  /** Device rows of a tenant changed (after a flush) or a device came online or went: the live fleet view. */
+  onChange?: (tenantId: string, deviceIds: string[]) => void;
+}): DevicesService {
   const pending = new Map<string, repo.DeviceUpdate>();
   /** Device owners seen: an owner never changes, so a hit needs no database. */
   const owners = new Map<string, string>();
@@ -68,6 +81,13 @@ export function createDevicesService(deps: { db: Db; flushMs: number; onError?: 
     }
   };
 
+  const announce = (batch: repo.DeviceUpdate[]) => {
+    if (!deps.onChange) return;
+    const byTenant = new Map<string, string[]>();
+    for (const u of batch) byTenant.set(u.tenantId, [...(byTenant.get(u.tenantId) ?? []), u.deviceId]);
+    for (const [tenantId, ids] of byTenant) deps.onChange(tenantId, ids);
+  };
+
   const flush = (): Promise<void> => {
     flushing = flushing.then(async () => {
       if (pending.size === 0) return;
@@ -75,11 +95,13 @@ export function createDevicesService(deps: { db: Db; flushMs: number; onError?: 
       pending.clear();
       try {
         await repo.upsertDevices(deps.db, batch);
+        announce(batch);
       } catch (error) {
         // One row the database refuses must not keep every other device unrecorded: write them
         // one by one, and drop only the rows that fail on their own.
         deps.onError?.(error);
         for (const update of batch) await repo.upsertDevices(deps.db, [update]).catch((e: unknown) => deps.onError?.(e));
+        announce(batch);
       }
     });
     return flushing;
@@ -88,6 +110,7 @@ export function createDevicesService(deps: { db: Db; flushMs: number; onError?: 
   const withOnline = (tenantId: string, row: repo.DeviceRow): Device => ({
     ...row,
     online: (online.get(`${tenantId}\u0000${row.deviceId}`) ?? 0) > 0,
+    healthScore: healthScore(row),
   });
 
   return {
@@ -101,6 +124,14 @@ export function createDevicesService(deps: { db: Db; flushMs: number; onError?: 
       update.addChanges += sync.changes;
       update.addSyncs += 1;
       if (!sync.ok) update.addErrors += 1;
+    },
+    recordFailure(who) {
+      if (owners.get(`${who.tenantId}\u0000${who.deviceId}`) !== who.userId) return;
+      const update = entry({ tenantId: who.tenantId, deviceId: who.deviceId });
+      update.syncStatus = 'error';
+      update.lastSyncAt = update.lastSeenAt;
+      update.addSyncs += 1;
+      update.addErrors += 1;
     },
     recordDelivered(who, version) {
       const key = `${who.tenantId}\u0000${who.deviceId}`;
@@ -129,6 +160,8 @@ export function createDevicesService(deps: { db: Db; flushMs: number; onError?: 
       const count = (online.get(key) ?? 0) + (isOnline ? 1 : -1);
       if (count > 0) online.set(key, count);
       else online.delete(key);
+      // Only the first socket and the last one change what the fleet view shows.
+      if ((isOnline && count === 1) || (!isOnline && count <= 0)) deps.onChange?.(tenantId, [deviceId]);
     },
     async list(tenantId) {
       await flush();
