@@ -268,27 +268,45 @@ function conflictCard(c) {
       fill(message, error.message);
     }
   };
-  const editor = h('textarea', { class: 'merged-editor', rows: 6, 'aria-label': `Merged fields for record ${c.recordId}`, spellcheck: 'false' });
-  editor.value = JSON.stringify(Object.fromEntries(fields.map((f) => [f, clientData[f]])), null, 2);
+  // The merged record: one input per field the device changed, prefilled with the device's
+  // value; text fields are taken as typed, other values (numbers, flags, lists) as JSON.
+  const isText = (v) => v === null || v === undefined || typeof v === 'string';
+  const rows = fields.map((f) => {
+    const text = isText(server[f]) && isText(clientData[f]);
+    const toInput = (v) => (v === null || v === undefined ? '' : text ? String(v) : JSON.stringify(v));
+    const input = h('input', { class: 'merged-field', dataset: { field: f }, 'aria-label': `Merged value of ${f}`, spellcheck: 'false' });
+    input.value = toInput(clientData[f]);
+    const row = h(
+      'div',
+      { class: 'merge-row' },
+      h('span', { class: 'merge-name' }, f),
+      input,
+      h('button', { type: 'button', onclick: () => void (input.value = toInput(server[f])) }, 'Server value'),
+      h('button', { type: 'button', onclick: () => void (input.value = toInput(clientData[f])) }, 'Device value'),
+    );
+    return { f, input, text, row };
+  });
   const editorBox = h(
     'div',
-    { class: 'editor', hidden: true },
-    h('label', {}, 'Merged record (JSON: the fields to write)'),
-    editor,
+    { class: 'editor', hidden: true, role: 'group', 'aria-label': `Merged record of ${c.recordId}` },
+    rows.map((r) => r.row),
     h('button', {
       type: 'button',
       class: 'primary',
       onclick: () => {
-        let data;
-        try {
-          data = JSON.parse(editor.value);
-        } catch {
-          fill(message, 'The merged record is not valid JSON.');
-          return;
-        }
-        if (!data || typeof data !== 'object' || Array.isArray(data) || Object.keys(data).length === 0) {
-          fill(message, 'The merged record must be an object with at least one field.');
-          return;
+        const data = {};
+        for (const r of rows) {
+          const raw = r.input.value;
+          if (r.text) data[r.f] = raw === '' ? null : raw;
+          else {
+            try {
+              data[r.f] = raw === '' ? null : JSON.parse(raw);
+            } catch {
+              fill(message, `${r.f}: enter a JSON value (a number, true/false, a list).`);
+              r.input.focus();
+              return;
+            }
+          }
         }
         void resolve('merged', data);
       },
@@ -327,7 +345,7 @@ function conflictCard(c) {
             onclick: (event) => {
               editorBox.hidden = !editorBox.hidden;
               event.currentTarget.setAttribute('aria-expanded', String(!editorBox.hidden));
-              if (!editorBox.hidden) editor.focus();
+              if (!editorBox.hidden) rows[0]?.input.focus();
             },
           }, 'Edit merged'),
     ),
