@@ -101,6 +101,9 @@ describe.skipIf(!available)('the dashboard in Chromium', () => {
     expect((await pull('dash-phone-3')).status).toBe(200);
     await page.waitForSelector('#fleet-table tr[data-device-id="dash-phone-3"]', { timeout: 10_000 });
     await shot(page, 'fleet');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, 'fleet-phone');
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     // The other views render from the API: sync charts (uPlot), alerts.
     await page.click('button[data-view="sync"]');
