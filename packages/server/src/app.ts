@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
@@ -263,9 +263,10 @@ export async function buildApp(deps: AppDeps) {
   const budget = config.rateLimitPerMinute > 0 ? new RateBudget({ windowMs: 60_000, redis }) : undefined;
   if (budget) {
     await app.register(rateLimit, {
-      global: true,
-      // Before authentication, so wrong keys are limited too: keyed by the credential sent
-      // (hashed; one budget per API key or token), else by IP.
+      // Not the plugin's per-route hooks: a route's hooks run after the app's, so requests the
+      // auth hook refuses (a guessed key's 401, a role's 403) would never count. The hook below,
+      // added before the auth hook, limits every request first.
+      global: false,
       hook: 'onRequest',
       max: config.rateLimitPerMinute,
       timeWindow: 60_000,
@@ -287,6 +288,13 @@ export async function buildApp(deps: AppDeps) {
       },
       errorResponseBuilder: (_request, context) =>
         new AppError('RATE_LIMITED', `Rate limit of ${context.max} requests per minute exceeded; retry in ${context.after}`),
+    });
+    // Keyed by the credential sent (hashed; one budget per API key or token), else by IP:
+    // wrong keys and refused roles are limited like everything else.
+    const limit = (app as unknown as { rateLimit(): (request: FastifyRequest, reply: FastifyReply) => Promise<void> }).rateLimit();
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.routeOptions.config?.rateLimit === false) return;
+      await limit(request, reply);
     });
   }
 

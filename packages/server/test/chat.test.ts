@@ -480,6 +480,18 @@ describe.each(backends)('team chat on %s', (backend) => {
       });
       const second = again.body.data.acknowledged[0];
       expect(second).toMatchObject({ success: true, status: 'duplicate', serverId: msg.serverId });
+      // A device that names its own id keeps it; the same message sent again over REST is that one.
+      const ownId = randomUUID();
+      const sentWithId = cid();
+      const pushed = await app.api('POST', '/api/sync', {
+        ...as(ana),
+        headers: { 'x-device-id': device },
+        body: { deviceId: device, changes: [{ changeId: randomUUID(), id: ownId, entityType: 'messages', operation: 'create', timestamp: Date.now(), data: { conversationId: conv.serverId, clientMessageId: sentWithId, content: 'own id' } }] },
+      });
+      expect(pushed.body.data.acknowledged[0]).toMatchObject({ success: true, serverId: ownId });
+      const resent = await app.api('POST', `/api/conversations/${conv.serverId}/messages`, { ...as(ana), body: { clientMessageId: sentWithId, content: 'own id' } });
+      expect(resent.status, resent.text).toBe(200);
+      expect(resent.body.data.id).toBe(ownId);
       // Pushing into a conversation you are not in is NOT_FOUND.
       const intruder = await app.api('POST', '/api/sync', {
         ...as(dee),

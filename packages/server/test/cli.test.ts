@@ -149,10 +149,29 @@ describe.each(backends)('fieldsync CLI on %s', (backend) => {
     await target?.cleanup();
   });
 
-  it('migrates and bootstraps an empty database, then creates an agent and prints a key that authenticates as it', async () => {
-    const run = await cli('agents', 'create', '--code', 'A1', '--name', 'Ana', '--email', 'ana@example.com', '--password', 'ana-password-1');
+  it('never creates a database without --init: it says where it looked and exits 78, creating nothing', async () => {
+    const run = await cli('agents', 'list');
+    expect(run.code).toBe(78);
+    expect(run.stderr).toMatch(backend === 'pglite' ? /there is no Fieldsync database in .*: set DATA_DIR .* or pass --init/ : /holds no Fieldsync database: fix DATABASE_URL, or pass --init/);
+    expect(run.stdout).toBe('');
+    if (backend === 'pglite') {
+      expect(existsSync(join(target.env.DATA_DIR, 'pglite'))).toBe(false);
+      return;
+    }
+    const db = await target.open();
+    try {
+      const { rows } = await db.query<{ found: string | null }>("SELECT to_regclass('schema_migrations')::text AS found");
+      expect(rows[0].found).toBeNull();
+    } finally {
+      await db.close();
+    }
+  }, SLOW);
+
+  it('migrates and bootstraps an empty database with --init, says which, then creates an agent and prints a key that authenticates as it', async () => {
+    const run = await cli('agents', 'create', '--init', '--code', 'A1', '--name', 'Ana', '--email', 'ana@example.com', '--password', 'ana-password-1');
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(backend === 'pglite' ? /^Database: the embedded database in \/.+\.$/m : /^Database: PostgreSQL at 127\.0\.0\.1:5432\/fieldsync_test_\w+\.$/m);
     expect(run.stdout).toMatch(/Applied migrations: 0001_foundation\.sql/);
     adminKey = /Admin API key \(shown once, keep it safe\): (fsk_\S+)/.exec(run.stdout)?.[1] as string;
     expect(adminKey).toMatch(/^fsk_/);
@@ -316,8 +335,8 @@ describe.each(backends)('fieldsync CLI on %s', (backend) => {
   if (backend === 'pglite') {
     it('refuses a data directory held by a running server, with a clear message, and changes nothing', async () => {
       const run = await withApp(() => cli('agents', 'create', '--code', 'L1', '--name', 'Locked'));
-      expect(run.code).toBe(1);
-      expect(run.stderr).toMatch(/is in use by process \d+/);
+      expect(run.code).toBe(69); // unavailable: another process holds it
+      expect(run.stderr).toMatch(/is in use by process \d+: stop that process, or set DATA_DIR/);
       expect(run.stdout).not.toMatch(/fsk_/);
       const list = await inProcess('agents', 'list');
       expect(list.code).toBe(0);

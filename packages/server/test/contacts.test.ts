@@ -88,8 +88,14 @@ describe.each(backends)('contacts REST on %s', (backend) => {
     expect((await app.api('GET', `/api/contacts/${created.id}`, { key: otherKey })).status).toBe(404);
     expect((await app.api('PATCH', `/api/contacts/${created.id}`, { key: otherKey, body: { notes: 'x' } })).status).toBe(404);
     expect((await app.api('DELETE', `/api/contacts/${created.id}`, { key: otherKey })).status).toBe(404);
+    const contacts = await app.api('GET', '/api/sync/delta?version=0&collections=contacts', { key: otherKey });
+    expect(contacts.body.data.changes).toEqual([]);
+    // A full pull holds only the other tenant's own directory (users are synced, SPEC §8): its admin.
+    const { rows: admins } = await app.testDb.db.query<{ id: string }>("SELECT id FROM users WHERE tenant_id = $1 AND agent_code = 'admin'", [
+      tenant.body.data.tenant.id,
+    ]);
     const delta = await app.api('GET', '/api/sync/delta?version=0', { key: otherKey });
-    expect(delta.body.data.changes).toEqual([]);
+    expect(delta.body.data.changes.map((c: { collection: string; id: string }) => [c.collection, c.id])).toEqual([['users', admins[0].id]]);
   });
 
   it('finds contacts by name, email, company and phone in any format', async () => {

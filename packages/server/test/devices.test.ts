@@ -44,10 +44,23 @@ describe.each(backends)('devices on %s', (backend) => {
     const tenantId = res.body.data.tenant.id as string;
     const me = await app.api('GET', '/api/agents', { key });
     const admin = (me.body.data as { id: string; agentCode: string }[]).find((u) => u.agentCode === 'admin');
+    /** The tenant's latest version now (tenant_versions). */
+    const latest = async () => {
+      const { rows } = await app.testDb.db.query<{ current_version: number }>('SELECT current_version FROM tenant_versions WHERE tenant_id = $1', [
+        tenantId,
+      ]);
+      return Number(rows[0].current_version);
+    };
     return {
       key,
       tenantId,
       adminUserId: admin?.id,
+      /**
+       * The tenant's version once created, before the test writes anything: the team directory is
+       * a synced collection (SPEC §8), so the admin's entry took the first version.
+       */
+      base: await latest(),
+      latest,
       api: (method: string, path: string, opts: { body?: unknown; headers?: Record<string, string>; key?: string } = {}) =>
         app.api(method, path, { key, ...opts }),
       /** Creates `n` contacts in one write: the tenant's latest version moves by `n`. */
@@ -59,9 +72,15 @@ describe.each(backends)('devices on %s', (backend) => {
         expect(res.status).toBe(200);
         expect(res.body.data.created).toBe(n);
       },
-      /** A delta pull as device `deviceId` (header) from `version`. */
+      /**
+       * A delta pull of contacts as device `deviceId` (header) from `version`: the directory's
+       * versions (users, SPEC §8) are passed over, so changes are the test's contacts.
+       */
       async pullAs(deviceId: string, version: number, headers: Record<string, string> = {}, pullKey = key, limit = 1000) {
-        const res = await app.api('GET', `/api/sync/delta?version=${version}&limit=${limit}`, { key: pullKey, headers: { 'x-device-id': deviceId, ...headers } });
+        const res = await app.api('GET', `/api/sync/delta?version=${version}&limit=${limit}&collections=contacts`, {
+          key: pullKey,
+          headers: { 'x-device-id': deviceId, ...headers },
+        });
         expect(res.status, res.text).toBe(200);
         return res.body.data as { changes: unknown[]; latestVersion: number; nextVersion: number };
       },
@@ -80,9 +99,10 @@ describe.each(backends)('devices on %s', (backend) => {
 
   it('records a pull with X-Device-Id: checkpoint = the nextVersion given, sync and change counts, header facts', async () => {
     const t = await newTenant();
+    const b = t.base;
     await t.addContacts(5);
     const before = Date.now();
-    const first = await t.pullAs('phone-1', 2, {
+    const first = await t.pullAs('phone-1', b + 2, {
       'x-platform': 'ios',
       'x-app-version': '2.4.1',
       'x-os-version': '17.4',
@@ -99,14 +119,16 @@ describe.each(backends)('devices on %s', (backend) => {
       osVersion: '17.4',
       networkType: 'wifi',
       battery: null,
-      lastSyncVersion: 5,
+      lastSyncVersion: b + 5,
       lastSyncAt: expect.stringMatching(ISO_RE),
       lastSeenAt: expect.stringMatching(ISO_RE),
       syncStatus: 'ok',
       changesCount: 3,
       syncCount: 1,
+      errorCount: 0,
       versionsBehind: 0,
       online: false,
+      healthScore: 100,
     });
     expect(Date.parse(d1.lastSyncAt!)).toBeGreaterThanOrEqual(before - 1000);
     expect(Date.parse(d1.lastSyncAt!)).toBeLessThanOrEqual(Date.now() + 1000);
@@ -116,7 +138,7 @@ describe.each(backends)('devices on %s', (backend) => {
     expect(second.changes).toHaveLength(0);
     const d2 = await t.device('phone-1');
     expect(d2).toMatchObject({
-      lastSyncVersion: 5,
+      lastSyncVersion: b + 5,
       syncCount: 2,
       changesCount: 3,
       versionsBehind: 0,
@@ -130,24 +152,25 @@ describe.each(backends)('devices on %s', (backend) => {
     // A full re-sync is given everything again: the checkpoint stays where it was, never back.
     const third = await t.pullAs('phone-1', 0);
     expect(third.changes).toHaveLength(5);
-    expect(await t.device('phone-1')).toMatchObject({ lastSyncVersion: 5, syncCount: 3, changesCount: 8, versionsBehind: 0 });
+    expect(await t.device('phone-1')).toMatchObject({ lastSyncVersion: b + 5, syncCount: 3, changesCount: 8, versionsBehind: 0 });
     // A page that stops short leaves the device behind by what it has not been given.
     await t.addContacts(4);
     await t.pullAs('phone-2', 0, {}, t.key, 6);
-    expect(await t.device('phone-2')).toMatchObject({ lastSyncVersion: 6, versionsBehind: 3 });
+    expect(await t.device('phone-2')).toMatchObject({ lastSyncVersion: b + 6, versionsBehind: 3 });
   });
 
   it('counts every pull of a burst exactly once (write-behind coalescing loses nothing)', async () => {
     const t = await newTenant();
+    const b = t.base;
     await t.addContacts(4);
-    await Promise.all(Array.from({ length: 10 }, () => t.pullAs('burst', 1, {}, t.key, 2)));
-    expect(await t.device('burst')).toMatchObject({ syncCount: 10, changesCount: 20, lastSyncVersion: 3, versionsBehind: 1 });
+    await Promise.all(Array.from({ length: 10 }, () => t.pullAs('burst', b + 1, {}, t.key, 2)));
+    expect(await t.device('burst')).toMatchObject({ syncCount: 10, changesCount: 20, lastSyncVersion: b + 3, versionsBehind: 1 });
     // Interleaved with reads that flush in between.
     for (let i = 0; i < 3; i++) {
-      await t.pullAs('burst', 4);
+      await t.pullAs('burst', b + 4);
       await t.list();
     }
-    expect(await t.device('burst')).toMatchObject({ syncCount: 13, changesCount: 20, lastSyncVersion: 4, versionsBehind: 0 });
+    expect(await t.device('burst')).toMatchObject({ syncCount: 13, changesCount: 20, lastSyncVersion: b + 4, versionsBehind: 0 });
   });
 
   it('writes the device row behind, without waiting for a device read', async () => {
@@ -164,18 +187,20 @@ describe.each(backends)('devices on %s', (backend) => {
         )
       ).rows;
     }
-    expect(rows).toEqual([{ last_sync_version: 0, sync_count: 1, platform: 'android' }]);
+    // A tenant without contacts is at its directory's version (SPEC §8): the checkpoint given.
+    expect(rows).toEqual([{ last_sync_version: t.base, sync_count: 1, platform: 'android' }]);
   });
 
   it('records the device named by the deviceId query parameter, the header winning when both are sent', async () => {
     const t = await newTenant();
+    const b = t.base;
     await t.addContacts(2);
-    const res = await t.api('GET', '/api/sync/delta?version=1&deviceId=web-client.7');
+    const res = await t.api('GET', `/api/sync/delta?version=${b + 1}&deviceId=web-client.7`);
     expect(res.status).toBe(200);
-    expect(await t.device('web-client.7')).toMatchObject({ lastSyncVersion: 2, syncCount: 1, changesCount: 1 });
-    const both = await t.api('GET', '/api/sync/delta?version=2&deviceId=query-dev', { headers: { 'x-device-id': 'header-dev' } });
+    expect(await t.device('web-client.7')).toMatchObject({ lastSyncVersion: b + 2, syncCount: 1, changesCount: 1 });
+    const both = await t.api('GET', `/api/sync/delta?version=${b + 2}&deviceId=query-dev`, { headers: { 'x-device-id': 'header-dev' } });
     expect(both.status).toBe(200);
-    expect(await t.device('header-dev')).toMatchObject({ lastSyncVersion: 2, syncCount: 1 });
+    expect(await t.device('header-dev')).toMatchObject({ lastSyncVersion: b + 2, syncCount: 1 });
     expect((await t.api('GET', '/api/devices/query-dev')).status).toBe(404);
   });
 
@@ -189,6 +214,8 @@ describe.each(backends)('devices on %s', (backend) => {
   it("records the pulling agent's code and user id on its device", async () => {
     const t = await newTenant();
     const { apiKey, agent } = await createAgent(app, 'FIELD7', {}, t.key);
+    // The agent's directory entry took a version (SPEC §8): count from after it.
+    const setup = await t.latest();
     await t.addContacts(2);
     await t.pullAs('agent-phone', 0, { 'x-platform': 'android' }, apiKey);
     expect(await t.device('agent-phone')).toMatchObject({
@@ -196,7 +223,7 @@ describe.each(backends)('devices on %s', (backend) => {
       agentCode: 'FIELD7',
       userId: agent.id,
       platform: 'android',
-      lastSyncVersion: 2,
+      lastSyncVersion: setup + 2,
       changesCount: 2,
     });
   });
@@ -234,7 +261,7 @@ describe.each(backends)('devices on %s', (backend) => {
     const a = await newTenant();
     const b = await newTenant();
     await a.addContacts(3);
-    await a.pullAs('shared-name', 1, { 'x-platform': 'ios' });
+    await a.pullAs('shared-name', a.base + 1, { 'x-platform': 'ios' });
     await a.pullAs('only-in-a', 0);
 
     const unknown = await a.api('GET', '/api/devices/no-such-device');
@@ -249,8 +276,9 @@ describe.each(backends)('devices on %s', (backend) => {
 
     // The same device id in another tenant is another device.
     await b.pullAs('shared-name', 0, { 'x-platform': 'android' });
-    expect(await b.device('shared-name')).toMatchObject({ platform: 'android', lastSyncVersion: 0, syncCount: 1, versionsBehind: 0 });
-    expect(await a.device('shared-name')).toMatchObject({ platform: 'ios', lastSyncVersion: 3, syncCount: 1, versionsBehind: 0 });
+    // b has no contacts: its device is at b's directory version (SPEC §8), a's at its contacts'.
+    expect(await b.device('shared-name')).toMatchObject({ platform: 'android', lastSyncVersion: b.base, syncCount: 1, versionsBehind: 0 });
+    expect(await a.device('shared-name')).toMatchObject({ platform: 'ios', lastSyncVersion: a.base + 3, syncCount: 1, versionsBehind: 0 });
   });
 
   it('lists as outdated exactly the devices more than `threshold` versions behind', async () => {
@@ -279,7 +307,7 @@ describe.each(backends)('devices on %s', (backend) => {
     expect(ids(await t.list('/api/devices/outdated'))).toEqual(['at-0', 'at-6', 'at-9']);
     expect(ids(await t.list('/api/devices/outdated?threshold=99'))).toEqual(['at-0', 'at-10', 'at-6', 'at-9']);
     // A device that catches up leaves the list.
-    await t.pullAs('at-0', 110);
+    await t.pullAs('at-0', t.base + 110);
     expect(ids(await t.list('/api/devices/outdated'))).toEqual(['at-6', 'at-9']);
 
     for (const bad of ['-1', 'abc', '1.5']) {

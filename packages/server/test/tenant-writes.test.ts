@@ -195,7 +195,11 @@ describe.each(backends)('writes of a tenant on %s', (backend) => {
 
           const pull = await app.api('GET', '/api/sync/delta?version=0&limit=10', { key: keyB });
           expect(pull.status).toBe(200);
-          expect(pull.body.data.changes).toHaveLength(1);
+          // Tenant B's whole state: its admin's directory entry (users are synced, SPEC §8) and its contact.
+          expect(pull.body.data.changes.map((c: { collection: string; version: number }) => [c.collection, c.version])).toEqual([
+            ['users', 1],
+            ['contacts', 2],
+          ]);
           const pushB = await app.api('POST', '/api/sync', {
             key: keyB,
             body: { deviceId: 'b-dev', changes: [{ localId: 'b-1', entityType: 'contacts', operation: 'create', timestamp: ts(), data: { firstName: 'Bo', phonePrimary: uniquePhone() } }] },

@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { databaseProblem, describeUrl } from '../startup.js';
 import { usersCollection } from '../modules/chat/chat.collection.js';
 import { CollectionRegistry } from '../sync/collections.js';
 import { ChangeFeed } from '../sync/feed.js';
@@ -211,7 +214,8 @@ function helpText(): string {
     'Usage: fieldsync <command> [options]',
     '',
     'Admin chores on the database the server uses (DATABASE_URL, or PGlite under DATA_DIR).',
-    'An empty database is migrated and bootstrapped first (tenant "default", admin "admin").',
+    'It says which database it opened. A new one is created (migrated and bootstrapped: tenant',
+    '"default", admin "admin") only with --init.',
     '',
     'Commands:',
     ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
@@ -225,6 +229,7 @@ function helpText(): string {
     'Options:',
     '  --tenant SLUG  the tenant to act in (default: "default")',
     '  --json         print the result as JSON',
+    '  --init         create the database when there is none (never by accident)',
     '  --help, -h     show the usage of a command',
     '',
     'PGlite allows one process per data directory: stop the server first, or use the admin API.',
@@ -232,7 +237,7 @@ function helpText(): string {
 }
 
 /** Splits `argv` into a known command and its options, or throws a UsageError. */
-function parse(argv: string[]): { name: string; command: Command; values: Values; json: boolean; input?: unknown } {
+function parse(argv: string[]): { name: string; command: Command; values: Values; json: boolean; init: boolean; input?: unknown } {
   // The command is the leading words (`agents create`); options follow.
   const words: string[] = [];
   for (const arg of argv) {
@@ -253,7 +258,7 @@ function parse(argv: string[]): { name: string; command: Command; values: Values
   try {
     parsed = parseArgs({
       args: argv,
-      options: { ...command.options, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { ...command.options, json: { type: 'boolean' }, init: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
       allowPositionals: true,
       strict: true,
     });
@@ -264,12 +269,12 @@ function parse(argv: string[]): { name: string; command: Command; values: Values
     throw new UsageError(`Unexpected argument "${parsed.positionals.at(-1)}".\nUsage: fieldsync ${command.usage}`);
   }
   const values = parsed.values as Values;
-  if (values.help) return { name, command, values, json: false };
+  if (values.help) return { name, command, values, json: false, init: false };
   const missing = command.required.filter((flag) => typeof values[flag] !== 'string' || values[flag] === '');
   if (missing.length > 0) {
     throw new UsageError(`Missing ${missing.map((f) => `--${f}`).join(', ')}.\nUsage: fieldsync ${command.usage}`);
   }
-  return { name, command, values, json: values.json === true, input: command.check?.(values) };
+  return { name, command, values, json: values.json === true, init: values.init === true, input: command.check?.(values) };
 }
 
 /** Standard input to its end; at a terminal, one line typed without echo. */
@@ -352,7 +357,28 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
 
   let db: Db | undefined;
   try {
-    db = await openDb(config);
+    // Never a new database by accident (a typo in DATA_DIR, the wrong DATABASE_URL): --init says so.
+    const where = config.databaseUrl ? `PostgreSQL at ${describeUrl(config.databaseUrl)}` : `the embedded database in ${resolve(config.dataDir)}`;
+    if (!config.databaseUrl && !existsSync(join(config.dataDir, 'pglite')) && !parsed.init) {
+      io.err(`fieldsync: there is no Fieldsync database in ${resolve(config.dataDir)}: set DATA_DIR (or DATABASE_URL) to the server's, or pass --init to create one there.`);
+      return ExitCode.config;
+    }
+    try {
+      db = await openDb(config);
+      await db.query('SELECT 1');
+    } catch (error) {
+      const problem = databaseProblem(error, config.databaseUrl, config.dataDir);
+      io.err(`fieldsync: ${problem.message}`);
+      return problem.exitCode;
+    }
+    if (config.databaseUrl && !parsed.init) {
+      const { rows } = await db.query<{ found: string | null }>("SELECT to_regclass('schema_migrations')::text AS found");
+      if (rows[0].found === null) {
+        io.err(`fieldsync: ${where} holds no Fieldsync database: fix DATABASE_URL, or pass --init to create one there.`);
+        return ExitCode.config;
+      }
+    }
+    (parsed.json ? io.err : io.out)(`Database: ${where}.`);
     const applied = await migrate(db);
     const tenants = createTenantsService({ db });
     const boot = await tenants.bootstrap(config.bootstrapAdminKey, { adminPassword: config.bootstrapAdminPassword });

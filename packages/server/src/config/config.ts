@@ -31,6 +31,8 @@ export interface Config {
   /** Memory for pulled pages shared by devices at the same checkpoint (0: no cache). */
   pullCacheMb: number;
   shutdownGraceMs: number;
+  /** How long start-up retries a database or Redis that cannot be reached yet. */
+  startupTimeoutMs: number;
   /** How long a socket may stay connected without authenticating. */
   socketAuthTimeoutMs: number;
   /** How many sockets one API key or token may hold at once. */
@@ -80,7 +82,7 @@ export const CONFIG_KEYS = [
   'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'DATABASE_POOL_SIZE', 'DATABASE_LOCK_TIMEOUT_MS', 'DATABASE_STATEMENT_TIMEOUT_MS',
   'WRITE_QUEUE_LIMIT', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
   'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
-  'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL', 'UPLOAD_DIR', 'UPLOAD_MAX_BYTES', 'UPLOAD_ALLOWED_TYPES',
+  'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'STARTUP_TIMEOUT_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL', 'UPLOAD_DIR', 'UPLOAD_MAX_BYTES', 'UPLOAD_ALLOWED_TYPES',
   'STORAGE_QUOTA_BYTES', 'UPLOAD_TTL_SECONDS',
   'FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD', 'ACCESS_TOKEN_TTL_SECONDS', 'LOGIN_MAX_FAILURES', 'TRUST_PROXY',
   'METRICS_TOKEN', 'ANALYTICS_FLUSH_MS', 'ANALYTICS_RETENTION_DAYS', 'ALERT_INTERVAL_MS',
@@ -234,6 +236,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authCacheMs: int('AUTH_CACHE_MS', 5000, 0, 300_000),
     pullCacheMb: int('PULL_CACHE_MB', 32, 0, 4096),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    startupTimeoutMs: int('STARTUP_TIMEOUT_MS', 30_000, 0, 3_600_000),
     socketAuthTimeoutMs: int('SOCKET_AUTH_TIMEOUT_MS', 10_000, 50, 600_000),
     maxSocketsPerCredential: int('MAX_SOCKETS_PER_CREDENTIAL', 20, 1, 1_000_000),
     uploadDir: str('UPLOAD_DIR') ?? join(dataDir, 'files'),

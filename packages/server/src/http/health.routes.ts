@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { hostname } from 'node:os';
 import type { Db } from '../db/db.js';
 
 export interface HealthDeps {
@@ -14,6 +15,8 @@ const Health = Type.Object({
   status: Type.String(),
   uptime: Type.Number(),
   version: Type.String(),
+  /** Which instance answered (host:pid): behind a load balancer, where a client landed. */
+  instance: Type.String(),
   checks: Type.Object({ database: Check, redis: Check }),
 });
 
@@ -49,6 +52,7 @@ export function healthRoutes(deps: HealthDeps): FastifyPluginAsyncTypebox {
           status: healthy ? 'ok' : 'unavailable',
           uptime: Math.round(process.uptime()),
           version: deps.version,
+          instance: `${hostname()}:${process.pid}`,
           checks: { database, redis },
         });
       },

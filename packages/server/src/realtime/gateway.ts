@@ -433,6 +433,11 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
       return;
     }
 
+    // Sockets that may see the same changes share one broadcast (encoded once): grouped by
+    // which of the commit's audiences they hold; a socket with changes of its own goes alone.
+    const groups = new Map<string, { changes: Change[]; sockets: string[] }>();
+    const eventTargets = events.map(() => [] as string[]);
+    const reachedBy = events.map(() => [] as Principal[]);
     for (const socketId of local) {
       const socket = nsp.sockets.get(socketId) as FsSocket | undefined;
       const principal = socket?.data.principal;
@@ -448,21 +453,33 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
         // No echo; only scope changes of its own user are news to the writing device.
         if (own.length > 0) socket.emit('changes', { ...range, changes: own });
       } else {
-        let visible = tenantWide;
-        if (byAudience.size > 0 || own.length > 0) {
-          visible = [...tenantWide, ...own];
-          for (const [audience, changes] of byAudience) if (audiences.has(audience)) visible.push(...changes);
-          visible.sort((x, y) => x.version - y.version);
+        const held = [...byAudience.keys()].filter((a) => audiences.has(a));
+        const key = own.length > 0 ? `socket:${socketId}` : held.join('|');
+        let group = groups.get(key);
+        if (!group) {
+          let visible = tenantWide;
+          if (held.length > 0 || own.length > 0) {
+            visible = [...tenantWide, ...own];
+            for (const audience of held) visible.push(...byAudience.get(audience)!);
+            visible.sort((x, y) => x.version - y.version);
+          }
+          groups.set(key, (group = { changes: visible, sockets: [] }));
         }
-        socket.emit('changes', { ...range, changes: visible });
+        group.sockets.push(socketId);
         delivered(principal);
       }
-      for (const event of events) {
-        if (!reaches(event, socket, writer, commit.origin.socketId)) continue;
-        (socket.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
-        for (const listener of reached.get(event.name) ?? []) listener(principal, event.payload);
-      }
+      events.forEach((event, i) => {
+        if (!reaches(event, socket, writer, commit.origin.socketId)) return;
+        eventTargets[i].push(socketId);
+        if (reached.has(event.name)) reachedBy[i].push(principal);
+      });
     }
+    for (const group of groups.values()) io.local.to(group.sockets).emit('changes', { ...range, changes: group.changes });
+    events.forEach((event, i) => {
+      if (eventTargets[i].length === 0) return;
+      (io.local.to(eventTargets[i]).emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
+      for (const principal of reachedBy[i]) for (const listener of reached.get(event.name)!) listener(principal, event.payload);
+    });
   };
 
   /** Whether a commit's event goes to `socket` (`writer`: the socket is the writing device's). */

@@ -47,7 +47,7 @@ export interface ChatService {
 /** The most messages a page holds. */
 const MAX_PAGE = 200;
 /** How long delivered receipts gather before they are written together. */
-const RECEIPT_FLUSH_MS = 100;
+const RECEIPT_FLUSH_MS = 250;
 
 /** $1 tenant, $2 user: the conversations the user takes part in. */
 const MEMBER_SQL = `EXISTS (SELECT 1 FROM scope_members m WHERE m.tenant_id = $1 AND m.user_id = $2::uuid
@@ -364,7 +364,8 @@ export function createChatService(deps: {
     },
 
     async send(p, conversationId, input) {
-      // A re-send is the stored message, whatever id a device gave it when it was first pushed.
+      // A re-send is the stored message: by its derived id (the engine answers `duplicate`), or,
+      // when a device pushed it first under an id of its own, by the unique index's refusal.
       const stored = async () => {
         const { rows } = await db.query<{ id: string }>('SELECT id FROM messages WHERE tenant_id = $1 AND sender_id = $2 AND client_message_id = $3', [
           p.tenantId,
@@ -373,13 +374,11 @@ export function createChatService(deps: {
         ]);
         return rows[0] && { message: (await mustFindMessage(p, rows[0].id)).message, created: false };
       };
-      const earlier = await stored();
-      if (earlier) return earlier;
       try {
         const { id, duplicate } = await write(p, { entityType: 'messages', operation: 'create', data: { ...input, conversationId } });
         return { message: (await mustFindMessage(p, id)).message, created: !duplicate };
       } catch (error) {
-        // Sent twice at once under two ids: the unique index kept one; that is the answer.
+        // The unique index (sender, clientMessageId) kept the earlier one: that is the answer.
         const raced = await stored();
         if (raced) return raced;
         throw error;
@@ -393,8 +392,8 @@ export function createChatService(deps: {
       const before = query.before ? await seqIn(p, conversationId, query.before, 'before') : undefined;
       const params: unknown[] = [p.tenantId, conversationId, limit + 1];
       const range: string[] = [];
-      if (after !== undefined) range.push(`r.seq > ${Number(after)}`);
-      if (before !== undefined) range.push(`r.seq < ${Number(before)}`);
+      if (after !== undefined) range.push(`r.seq > $${params.push(after)}`);
+      if (before !== undefined) range.push(`r.seq < $${params.push(before)}`);
       // From `after` forwards; otherwise the newest (before the cursor) backwards, then oldest first.
       const forwards = after !== undefined;
       const { rows } = await db.query<{ data: Message }>(
