@@ -125,8 +125,10 @@ describe.each(backends)('devices on %s', (backend) => {
       syncStatus: 'ok',
       changesCount: 3,
       syncCount: 1,
+      errorCount: 0,
       versionsBehind: 0,
       online: false,
+      healthScore: 100,
     });
     expect(Date.parse(d1.lastSyncAt!)).toBeGreaterThanOrEqual(before - 1000);
     expect(Date.parse(d1.lastSyncAt!)).toBeLessThanOrEqual(Date.now() + 1000);

@@ -211,6 +211,36 @@ describe.each(backends)('fleet operations on %s', (backend) => {
       expect((await read()).totals).toMatchObject({ pulls: 3, pushes: 2, failures: 1 });
     });
 
+    it('keeps hours for ANALYTICS_RETENTION_DAYS (90) and per-minute rows for two hours', async () => {
+      const t = await tenant();
+      const { rows } = await app.testDb.db.query<{ id: string }>('SELECT id FROM tenants WHERE slug = $1', [t.slug]);
+      const tenantId = rows[0].id;
+      const hist = `{${new Array(160).fill(0).join(',')}}`;
+      const hour = 3_600_000;
+      const thisHour = Math.floor(Date.now() / hour) * hour;
+      for (const [table, column, ageMs] of [
+        ['sync_analytics', 'hour', 91 * 24 * hour],
+        ['sync_analytics', 'hour', 89 * 24 * hour],
+        ['sync_recent', 'minute', 3 * hour],
+        ['sync_recent', 'minute', hour],
+      ] as const) {
+        await app.testDb.db.query(`INSERT INTO ${table} (tenant_id, ${column}, pulls, latency_hist) VALUES ($1, to_timestamp($2 / 1000.0), 1, $3::bigint[])`, [
+          tenantId,
+          thisHour - ageMs,
+          hist,
+        ]);
+      }
+      await app.built.services.analytics.prune();
+      const left = async (table: string) =>
+        Number((await app.testDb.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE tenant_id = $1`, [tenantId])).rows[0].n);
+      expect(await left('sync_analytics')).toBe(1);
+      expect(await left('sync_recent')).toBe(1);
+      const res = await app.api('GET', `/api/analytics/sync?from=${new Date(thisHour - 89 * 24 * hour).toISOString()}`, { key: t.adminKey });
+      expect(res.status).toBe(200);
+      expect(res.body.data.buckets[0]).toMatchObject({ pulls: 1 });
+      expect(res.body.data.totals.pulls).toBe(1);
+    });
+
     it("shows one tenant nothing of another's syncs", async () => {
       const a = await tenant();
       const b = await tenant();

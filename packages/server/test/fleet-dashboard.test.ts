@@ -101,6 +101,9 @@ describe.skipIf(!available)('the dashboard in Chromium', () => {
     expect((await pull('dash-phone-3')).status).toBe(200);
     await page.waitForSelector('#fleet-table tr[data-device-id="dash-phone-3"]', { timeout: 10_000 });
     await shot(page, 'fleet');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, 'fleet-phone');
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     // The other views render from the API: sync charts (uPlot), alerts.
     await page.click('button[data-view="sync"]');
@@ -141,12 +144,15 @@ describe.skipIf(!available)('the dashboard in Chromium', () => {
     const card = page.locator(`article[data-conflict-id="${merged.conflictId}"]`);
     await card.waitFor();
     await shot(page, 'conflicts-phone');
-    const editor = card.locator('textarea.merged-editor');
+    const editor = card.locator('input.merged-field[data-field="notes"]');
     expect(await editor.isHidden()).toBe(true);
     await card.getByRole('button', { name: 'Edit merged' }).click();
     expect(await editor.isVisible()).toBe(true);
-    expect(JSON.parse(await editor.inputValue())).toEqual({ notes: 'from the phone' });
-    await editor.fill(JSON.stringify({ notes: 'merged by a manager', company: 'Acme <Merged>' }));
+    expect(await editor.inputValue()).toBe('from the phone');
+    await card.getByRole('button', { name: 'Server value' }).click();
+    expect(await editor.inputValue()).toBe('office edit');
+    await editor.fill('merged by a manager <b>');
+    await shot(page, 'conflict-merge-editor');
     await card.getByRole('button', { name: 'Save merged' }).click();
     await card.waitFor({ state: 'detached' });
 
@@ -157,7 +163,7 @@ describe.skipIf(!available)('the dashboard in Chromium', () => {
     const byId = new Map(resolved.body.data.map((c: { id: string }) => [c.id, c]));
     expect(byId.get(merged.conflictId)).toMatchObject({ status: 'resolved', resolution: 'merged' });
     expect(byId.get(taken.conflictId)).toMatchObject({ status: 'resolved', resolution: 'client' });
-    expect((await app.api('GET', `/api/contacts/${merged.contactId}`)).body.data).toMatchObject({ notes: 'merged by a manager', company: 'Acme <Merged>' });
+    expect((await app.api('GET', `/api/contacts/${merged.contactId}`)).body.data).toMatchObject({ notes: 'merged by a manager <b>', lastName: 'from the phone' });
     expect((await app.api('GET', `/api/contacts/${taken.contactId}`)).body.data).toMatchObject({ notes: 'phone wins' });
     await page.close();
   });

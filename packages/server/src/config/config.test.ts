@@ -188,6 +188,19 @@ describe('loadConfig', () => {
     expect(problemsOf({ RATE_LIMIT_PER_MINUTE: '1000001', SHUTDOWN_GRACE_MS: '1h' })).toHaveLength(2);
   });
 
+  it('reads the fleet keys (SPEC §11): METRICS_TOKEN of 16-256 characters, never echoed; analytics and alert intervals with their defaults', () => {
+    expect(loadConfig({})).toMatchObject({ metricsToken: undefined, analyticsFlushMs: 10_000, analyticsRetentionDays: 90, alertIntervalMs: 15_000 });
+    expect(loadConfig({ METRICS_TOKEN: 't'.repeat(16), ANALYTICS_FLUSH_MS: '500', ANALYTICS_RETENTION_DAYS: '30', ALERT_INTERVAL_MS: '1000' })).toMatchObject({
+      metricsToken: 't'.repeat(16),
+      analyticsFlushMs: 500,
+      analyticsRetentionDays: 30,
+      alertIntervalMs: 1000,
+    });
+    const problems = problemsOf({ METRICS_TOKEN: 'hunter2', ANALYTICS_FLUSH_MS: '0', ANALYTICS_RETENTION_DAYS: '0', ALERT_INTERVAL_MS: 'soon' });
+    expect(problems).toHaveLength(4);
+    for (const problem of problems) expect(problem).not.toContain('hunter2');
+  });
+
   it('reads process.env when given no argument', () => {
     const saved = process.env.PORT;
     process.env.PORT = '4321';

@@ -4,8 +4,12 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
 
-const require = createRequire(import.meta.url);
-const here = dirname(fileURLToPath(import.meta.url));
+const packages = createRequire(import.meta.url);
+/**
+ * The page's files, found from the package root as migrations are: the same path from the
+ * sources (src/dashboard/) and from a compiled bundle two levels down (dist/server/).
+ */
+const PUBLIC_DIR = fileURLToPath(new URL('../../src/dashboard/public/', import.meta.url));
 
 /**
  * The dashboard's Content-Security-Policy: scripts, styles and data from this origin only,
@@ -28,8 +32,8 @@ export const DASHBOARD_CSP = [
 /** Where the vendored browser modules live inside installed packages: served as they are, no build step. */
 function vendorDirs() {
   return {
-    uplot: join(dirname(require.resolve('uplot')), '.'),
-    socketio: join(dirname(require.resolve('socket.io')), '..', 'client-dist'),
+    uplot: dirname(packages.resolve('uplot')),
+    socketio: join(dirname(packages.resolve('socket.io')), '..', 'client-dist'),
   };
 }
 
@@ -49,7 +53,7 @@ export function dashboardRoutes(): FastifyPluginAsync {
       reply.header('cache-control', 'no-cache');
     });
     app.get('/dashboard', { schema: { hide: true }, config: { auth: false } }, async (_request, reply) => reply.redirect('/dashboard/', 302));
-    await app.register(fastifyStatic, { root: join(here, 'public'), prefix: '/dashboard/', index: ['index.html'], wildcard: false, schemaHide: true });
+    await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/dashboard/', index: ['index.html'], wildcard: false, schemaHide: true });
     await app.register(fastifyStatic, {
       root: vendor.uplot,
       prefix: '/dashboard/vendor/uplot/',

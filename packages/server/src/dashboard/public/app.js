@@ -158,13 +158,13 @@ async function loadFleet() {
           'tr',
           { dataset: { deviceId: d.deviceId } },
           h('th', { scope: 'row' }, d.deviceId),
-          h('td', {}, d.agentCode ?? '—'),
-          h('td', {}, h('span', { class: d.online ? 'pill on' : 'pill' }, d.online ? 'online' : 'offline'), d.syncStatus === 'error' ? h('span', { class: 'pill bad' }, 'error') : null),
-          h('td', { class: 'num' }, h('span', { class: `score ${healthClass(d.healthScore)}` }, d.healthScore)),
-          h('td', { class: 'num' }, d.versionsBehind),
-          h('td', {}, ago(d.lastSeenAt)),
-          h('td', {}, ago(d.lastSyncAt)),
-          h('td', {}, [d.platform, d.appVersion, d.networkType].filter(Boolean).join(' · ') || '—'),
+          h('td', { dataset: { label: 'Agent' } }, d.agentCode ?? '—'),
+          h('td', { dataset: { label: 'State' } }, h('span', { class: d.online ? 'pill on' : 'pill' }, d.online ? 'online' : 'offline'), d.syncStatus === 'error' ? h('span', { class: 'pill bad' }, 'error') : null),
+          h('td', { class: 'num', dataset: { label: 'Health' } }, h('span', { class: `score ${healthClass(d.healthScore)}` }, d.healthScore)),
+          h('td', { class: 'num', dataset: { label: 'Behind' } }, d.versionsBehind),
+          h('td', { dataset: { label: 'Last seen' } }, ago(d.lastSeenAt)),
+          h('td', { dataset: { label: 'Last sync' } }, ago(d.lastSyncAt)),
+          h('td', { dataset: { label: 'Platform' } }, [d.platform, d.appVersion, d.networkType].filter(Boolean).join(' · ') || '—'),
         ),
       ),
     );
@@ -268,27 +268,45 @@ function conflictCard(c) {
       fill(message, error.message);
     }
   };
-  const editor = h('textarea', { class: 'merged-editor', rows: 6, 'aria-label': `Merged fields for record ${c.recordId}`, spellcheck: 'false' });
-  editor.value = JSON.stringify(Object.fromEntries(fields.map((f) => [f, clientData[f]])), null, 2);
+  // The merged record: one input per field the device changed, prefilled with the device's
+  // value; text fields are taken as typed, other values (numbers, flags, lists) as JSON.
+  const isText = (v) => v === null || v === undefined || typeof v === 'string';
+  const rows = fields.map((f) => {
+    const text = isText(server[f]) && isText(clientData[f]);
+    const toInput = (v) => (v === null || v === undefined ? '' : text ? String(v) : JSON.stringify(v));
+    const input = h('input', { class: 'merged-field', dataset: { field: f }, 'aria-label': `Merged value of ${f}`, spellcheck: 'false' });
+    input.value = toInput(clientData[f]);
+    const row = h(
+      'div',
+      { class: 'merge-row' },
+      h('span', { class: 'merge-name' }, f),
+      input,
+      h('button', { type: 'button', onclick: () => void (input.value = toInput(server[f])) }, 'Server value'),
+      h('button', { type: 'button', onclick: () => void (input.value = toInput(clientData[f])) }, 'Device value'),
+    );
+    return { f, input, text, row };
+  });
   const editorBox = h(
     'div',
-    { class: 'editor', hidden: true },
-    h('label', {}, 'Merged record (JSON: the fields to write)'),
-    editor,
+    { class: 'editor', hidden: true, role: 'group', 'aria-label': `Merged record of ${c.recordId}` },
+    rows.map((r) => r.row),
     h('button', {
       type: 'button',
       class: 'primary',
       onclick: () => {
-        let data;
-        try {
-          data = JSON.parse(editor.value);
-        } catch {
-          fill(message, 'The merged record is not valid JSON.');
-          return;
-        }
-        if (!data || typeof data !== 'object' || Array.isArray(data) || Object.keys(data).length === 0) {
-          fill(message, 'The merged record must be an object with at least one field.');
-          return;
+        const data = {};
+        for (const r of rows) {
+          const raw = r.input.value;
+          if (r.text) data[r.f] = raw === '' ? null : raw;
+          else {
+            try {
+              data[r.f] = raw === '' ? null : JSON.parse(raw);
+            } catch {
+              fill(message, `${r.f}: enter a JSON value (a number, true/false, a list).`);
+              r.input.focus();
+              return;
+            }
+          }
         }
         void resolve('merged', data);
       },
@@ -327,7 +345,7 @@ function conflictCard(c) {
             onclick: (event) => {
               editorBox.hidden = !editorBox.hidden;
               event.currentTarget.setAttribute('aria-expanded', String(!editorBox.hidden));
-              if (!editorBox.hidden) editor.focus();
+              if (!editorBox.hidden) rows[0]?.input.focus();
             },
           }, 'Edit merged'),
     ),
@@ -356,10 +374,10 @@ async function searchContacts() {
           'tr',
           { dataset: { contactId: c.id } },
           h('th', { scope: 'row' }, [c.firstName, c.lastName].filter(Boolean).join(' ')),
-          h('td', {}, c.phonePrimary ?? '—'),
-          h('td', {}, c.email ?? '—'),
-          h('td', {}, c.company ?? '—'),
-          h('td', {}, c.doNotCall ? 'yes' : 'no'),
+          h('td', { dataset: { label: 'Phone' } }, c.phonePrimary ?? '—'),
+          h('td', { dataset: { label: 'Email' } }, c.email ?? '—'),
+          h('td', { dataset: { label: 'Company' } }, c.company ?? '—'),
+          h('td', { dataset: { label: 'Do not call' } }, c.doNotCall ? 'yes' : 'no'),
         ),
       ),
     );

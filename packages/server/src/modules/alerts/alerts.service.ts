@@ -43,6 +43,7 @@ export function createAlertsService(deps: {
   now?: () => number;
 }): AlertsService {
   const now = deps.now ?? Date.now;
+  let cleanedAt = 0;
   return {
     async evaluate() {
       const conditions = new Map<string, Condition>();
@@ -80,7 +81,10 @@ export function createAlertsService(deps: {
         deps.logger.info({ alert: { id: row.id, tenantId: row.tenantId, type: row.type, deviceId: row.deviceId } }, `alert resolved: ${row.message}`);
         deps.onAlert?.(row.tenantId, toWire(row), 'resolved');
       }
-      await repo.deleteResolvedBefore(deps.db, at - RESOLVED_KEEP_MS);
+      if (at - cleanedAt >= 3_600_000) {
+        cleanedAt = at;
+        await repo.deleteResolvedBefore(deps.db, at - RESOLVED_KEEP_MS);
+      }
     },
     async list(tenantId, status, limit) {
       return (await repo.listAlerts(deps.db, tenantId, status, limit)).map(toWire);
