@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// `npm run build`: compiles the server (entry points main and cli) into packages/server/dist,
+// `npm run build`: compiles the server (entry points main and cli) into packages/server/dist/server
+// (two levels below the package root, as src/<dir>/ is: files found from the package root, the
+// migrations and the dashboard's pages, resolve alike),
 // one ES module each with its workspace code (protocol, server) bundled in and every npm
 // dependency left to node_modules. `npm start` then runs it with plain Node: no TypeScript
 // loader, no esbuild helper process.
 import { build } from 'esbuild';
-import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -30,7 +32,5 @@ const result = await build({
   logLevel: 'warning',
   metafile: true,
 });
-// Files the server reads at run time beside its code: the dashboard's static pages.
-cpSync(`${root}packages/server/src/dashboard/public`, `${outdir}/public`, { recursive: true });
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
 process.stdout.write(`Built packages/server/dist (${(bytes / 1024).toFixed(0)} KiB) in ${Date.now() - started} ms. \`npm start\` runs it.\n`);
