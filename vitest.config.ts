@@ -6,6 +6,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // The suites wait on PostgreSQL, sockets and child processes far more than they compute:
+    // three files at a time on 2 cores (Vitest's default there is one). VITEST_MAX_WORKERS overrides.
+    maxWorkers: Number(process.env.VITEST_MAX_WORKERS) || 3,
     reporters: ['default'],
   },
 });
