@@ -201,7 +201,9 @@ describe.each(backends)('HubSpot export on %s', (backend) => {
     const dead = await app.api('GET', '/api/integrations/hubspot/dead-letters', { key });
     expect(dead.body.data).toEqual([expect.objectContaining({ kind: 'contact', recordId: id, attempts: 3 })]);
     mock.setDown(undefined);
-    const retried = await app.api('POST', '/api/integrations/hubspot/retry', { key });
+    expect((await app.api('POST', '/api/integrations/hubspot/retry', { key })).status).toBe(400);
+    expect((await app.api('POST', '/api/integrations/hubspot/retry', { key, body: { ids: [dead.body.data[0].id + 1000] } })).body.data).toEqual({ requeued: 0 });
+    const retried = await app.api('POST', '/api/integrations/hubspot/retry', { key, body: { ids: [dead.body.data[0].id] } });
     expect(retried.body.data).toEqual({ requeued: 1 });
     await drained(key);
     expect((await status(key)).failed).toBe(0);
