@@ -210,6 +210,20 @@ describe.each(backends)('HubSpot export on %s', (backend) => {
     expect(mock.objects.get('contacts')!.get(id)).toBeDefined();
   });
 
+  it('takes turns between tenants: one tenant’s backlog does not hold another’s export back', async () => {
+    const big = await org();
+    const small = await org();
+    mock.setDelay(150);
+    await contacts(big.key, 800);
+    await waitFor('the big export to start', async () => (await status(big.key)).exported > 0);
+    const mine = await contacts(small.key, 3);
+    await waitFor('the small export', async () => mine.every((id) => mock.objects.get('contacts')?.has(id)));
+    // The big tenant is still at it: the small one went between its batches.
+    expect((await status(big.key)).pending).toBeGreaterThan(0);
+    mock.setDelay(0);
+    await drained(big.key);
+  });
+
   it('answers 401 from HubSpot for a wrong token with retries, and another tenant’s export never uses it', async () => {
     const { key } = await org(false);
     await app.api('PUT', '/api/integrations/hubspot', { key, body: { accessToken: 'pat-wrong-token-000000', enabled: true } });

@@ -13,6 +13,7 @@ import {
   enqueueAll,
   enqueueExport,
   exportedObjects,
+  takeTurn,
   failEntries,
   KIND_TABLES,
   type ExportKind,
@@ -344,6 +345,7 @@ export function createHubspotExporter(deps: {
       while (!stopped && Date.now() < deadline) {
         const entries = await db.transaction((tx) => claimDue(tx, { worker: workerId, leaseMs: config.leaseMs, limit: BATCH_SIZE, exportAll }));
         if (entries.length === 0) break;
+        await takeTurn(db, entries[0].tenantId);
         batches++;
         exported += await process1(entries);
       }

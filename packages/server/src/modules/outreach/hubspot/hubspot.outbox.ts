@@ -69,33 +69,35 @@ export interface OutboxEntry {
   attempts: number;
 }
 
+/** Due and not held by a live lease (`o`: an outbox row). */
+const DUE = "o.status = 'pending' AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())";
+
 /**
- * Claims up to `limit` due entries of one tenant and one kind (objects before the associations,
- * notes and properties that need their HubSpot ids), leased to `worker` for `leaseMs`. Rows
- * another worker is claiming are skipped (`FOR UPDATE SKIP LOCKED`), and a leased row is taken
- * only once its lease ran out (its worker died): no two workers ever hold one entry.
+ * Claims up to `limit` due entries of one tenant and one kind, leased to `worker` for
+ * `leaseMs`. The tenant is the one claimed least recently among those with due entries (so a
+ * tenant's backlog never starves the others), the kind an object's (contacts, deals) before
+ * the associations, notes and properties that need their HubSpot ids. Rows another worker is
+ * claiming are skipped (`FOR UPDATE SKIP LOCKED`), and a leased row is taken only once its
+ * lease ran out (its worker died): no two workers ever hold one entry.
  */
 export async function claimDue(
   tx: Queryable,
   opts: { worker: string; leaseMs: number; limit: number; exportAll: boolean },
 ): Promise<OutboxEntry[]> {
   const { rows } = await tx.query<{ id: string; tenant_id: string; kind: ExportKind; record_id: string; record_version: string; attempts: number }>(
-    `WITH pick AS (
-       -- The oldest due entry of an object (contact, deal) first, else of the rest: each an ordered index walk that stops at the first.
-       (SELECT o.tenant_id, o.kind FROM hubspot_outbox o LEFT JOIN hubspot_integrations i ON i.tenant_id = o.tenant_id
-         WHERE o.status = 'pending' AND o.kind IN ('contact', 'deal') AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
-           AND coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
-         ORDER BY o.id LIMIT 1)
+    `WITH t AS (
+       SELECT i.tenant_id FROM hubspot_integrations i
+        WHERE coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
+          AND EXISTS (SELECT 1 FROM hubspot_outbox o WHERE o.tenant_id = i.tenant_id AND ${DUE})
+        ORDER BY i.last_claim_at NULLS FIRST, i.tenant_id LIMIT 1),
+     k AS (
+       (SELECT o.kind FROM hubspot_outbox o JOIN t ON o.tenant_id = t.tenant_id WHERE o.kind IN ('contact', 'deal') AND ${DUE} LIMIT 1)
        UNION ALL
-       (SELECT o.tenant_id, o.kind FROM hubspot_outbox o LEFT JOIN hubspot_integrations i ON i.tenant_id = o.tenant_id
-         WHERE o.status = 'pending' AND o.kind NOT IN ('contact', 'deal') AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
-           AND coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
-         ORDER BY o.id LIMIT 1)
+       (SELECT o.kind FROM hubspot_outbox o JOIN t ON o.tenant_id = t.tenant_id WHERE o.kind NOT IN ('contact', 'deal') AND ${DUE} LIMIT 1)
        LIMIT 1),
      claimed AS (
-       SELECT o.id FROM hubspot_outbox o JOIN pick ON pick.tenant_id = o.tenant_id AND pick.kind = o.kind
-        WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
-        ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED)
+       SELECT o.id FROM hubspot_outbox o JOIN t ON o.tenant_id = t.tenant_id JOIN k ON o.kind = k.kind
+        WHERE ${DUE} ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED)
      UPDATE hubspot_outbox o SET lease_until = now() + $3 * interval '1 millisecond', leased_by = $4
        FROM claimed WHERE o.id = claimed.id
      RETURNING o.id, o.tenant_id, o.kind, o.record_id, o.record_version, o.attempts`,
@@ -104,6 +106,15 @@ export async function claimDue(
   return rows
     .map((r) => ({ id: Number(r.id), tenantId: r.tenant_id, kind: r.kind, recordId: r.record_id, recordVersion: Number(r.record_version), attempts: r.attempts }))
     .sort((a, b) => a.id - b.id);
+}
+
+/**
+ * Marks the tenant's turn taken (claims go round the tenants by it). Its own statement, after
+ * the claim committed: a transaction never holds outbox rows while it waits for an
+ * integration row (configuring takes them the other way round).
+ */
+export async function takeTurn(db: Queryable, tenantId: string): Promise<void> {
+  await db.query('UPDATE hubspot_integrations SET last_claim_at = now() WHERE tenant_id = $1', [tenantId]);
 }
 
 /** What HubSpot holds of each record: its HubSpot id and the acknowledged version. */
@@ -134,6 +145,8 @@ export async function completeEntries(
   done: { entryId: number; kind: ExportKind; recordId: string; hubspotId: string | null; version: number; sent?: false }[],
 ): Promise<number> {
   if (done.length === 0) return 0;
+  // The tenant's row first, as configuring does (it then queues entries): no lock cycle.
+  await tx.query('SELECT 1 FROM hubspot_integrations WHERE tenant_id = $1 FOR UPDATE', [tenantId]);
   await tx.query(
     `INSERT INTO hubspot_objects (tenant_id, kind, record_id, hubspot_id, synced_version)
      SELECT $1, d.kind, d.record_id, d.hubspot_id, d.version FROM jsonb_to_recordset($2::jsonb) AS d(kind text, record_id uuid, hubspot_id text, version bigint)
