@@ -23,6 +23,8 @@ import { openToken } from './hubspot.token.js';
 
 /** HubSpot's batch limit. */
 export const BATCH_SIZE = 100;
+/** Batches one worker has in flight at once (the SDK's limiter lets 2 requests run together). */
+const PARALLEL_BATCHES = 2;
 /** How long an entry waits for the objects it needs (a deal, a contact) to be exported first. */
 const DEPENDENCY_WAIT_MS = 500;
 /** How long entries of a tenant without a token wait before the next look. */
@@ -342,13 +344,17 @@ export function createHubspotExporter(deps: {
       const deadline = Date.now() + budgetMs;
       let batches = 0;
       let exported = 0;
-      while (!stopped && Date.now() < deadline) {
-        const entries = await db.transaction((tx) => claimDue(tx, { worker: workerId, leaseMs: config.leaseMs, limit: BATCH_SIZE, exportAll }));
-        if (entries.length === 0) break;
-        await takeTurn(db, entries[0].tenantId);
-        batches++;
-        exported += await process1(entries);
-      }
+      // Batches in flight side by side, so the next one's reads and writes overlap HubSpot's answer.
+      const lane = async () => {
+        while (!stopped && Date.now() < deadline) {
+          const entries = await db.transaction((tx) => claimDue(tx, { worker: workerId, leaseMs: config.leaseMs, limit: BATCH_SIZE, exportAll }));
+          if (entries.length === 0) return;
+          await takeTurn(db, entries[0].tenantId);
+          batches++;
+          exported += await process1(entries);
+        }
+      };
+      await Promise.all(Array.from({ length: PARALLEL_BATCHES }, lane));
       return { batches, exported };
     },
     stop() {
