@@ -147,34 +147,32 @@ export async function completeEntries(
   if (done.length === 0) return 0;
   // The tenant's row first, as configuring does (it then queues entries): no lock cycle.
   await tx.query('SELECT 1 FROM hubspot_integrations WHERE tenant_id = $1 FOR UPDATE', [tenantId]);
-  await tx.query(
-    `INSERT INTO hubspot_objects (tenant_id, kind, record_id, hubspot_id, synced_version)
-     SELECT $1, d.kind, d.record_id, d.hubspot_id, d.version FROM jsonb_to_recordset($2::jsonb) AS d(kind text, record_id uuid, hubspot_id text, version bigint)
-      WHERE d.hubspot_id IS NOT NULL
-     ON CONFLICT (tenant_id, kind, record_id) DO UPDATE SET hubspot_id = EXCLUDED.hubspot_id,
-       synced_version = GREATEST(hubspot_objects.synced_version, EXCLUDED.synced_version), synced_at = now()`,
-    [tenantId, JSON.stringify(done.map((d) => ({ kind: d.kind, record_id: d.recordId, hubspot_id: d.hubspotId, version: d.version })))],
+  // Then in one statement: the HubSpot ids, the entries done (deleted) or released to send a
+  // newer version (disjoint sets), and the counters (exported: what HubSpot received).
+  const { rows } = await tx.query<{ exported: number }>(
+    `WITH d AS (
+       SELECT * FROM jsonb_to_recordset($3::jsonb) AS d(id bigint, kind text, record_id uuid, hubspot_id text, version bigint, sent boolean)),
+     objects AS (
+       INSERT INTO hubspot_objects (tenant_id, kind, record_id, hubspot_id, synced_version)
+       SELECT $1, d.kind, d.record_id, d.hubspot_id, d.version FROM d WHERE d.hubspot_id IS NOT NULL
+       ON CONFLICT (tenant_id, kind, record_id) DO UPDATE SET hubspot_id = EXCLUDED.hubspot_id,
+         synced_version = GREATEST(hubspot_objects.synced_version, EXCLUDED.synced_version), synced_at = now()),
+     deleted AS (
+       DELETE FROM hubspot_outbox o USING d WHERE o.id = d.id AND o.leased_by = $2 AND o.record_version <= d.version RETURNING d.sent),
+     released AS (
+       UPDATE hubspot_outbox o SET lease_until = NULL, leased_by = NULL, updated_at = now()
+         FROM d WHERE o.id = d.id AND o.leased_by = $2 AND o.record_version > d.version),
+     counted AS (SELECT (count(*) FILTER (WHERE sent))::int AS n FROM deleted)
+     INSERT INTO hubspot_integrations (tenant_id, exported, last_success_at) SELECT $1, n, now() FROM counted
+     ON CONFLICT (tenant_id) DO UPDATE SET exported = hubspot_integrations.exported + EXCLUDED.exported, last_success_at = now(), updated_at = now()
+     RETURNING (SELECT n FROM counted) AS exported`,
+    [
+      tenantId,
+      worker,
+      JSON.stringify(done.map((d) => ({ id: d.entryId, kind: d.kind, record_id: d.recordId, hubspot_id: d.hubspotId, version: d.version, sent: d.sent !== false }))),
+    ],
   );
-  const { rows: deleted } = await tx.query<{ id: string }>(
-    `DELETE FROM hubspot_outbox o USING jsonb_to_recordset($2::jsonb) AS d(id bigint, version bigint)
-      WHERE o.id = d.id AND o.leased_by = $1 AND o.record_version <= d.version RETURNING o.id`,
-    [worker, JSON.stringify(done.map((d) => ({ id: d.entryId, version: d.version })))],
-  );
-  // Exported: what HubSpot received and acknowledged (not entries that needed no send).
-  const sent = new Set(done.filter((d) => d.sent !== false).map((d) => d.entryId));
-  const exported = deleted.filter((d) => sent.has(Number(d.id))).length;
-  await tx.query(
-    `UPDATE hubspot_outbox SET lease_until = NULL, leased_by = NULL, updated_at = now()
-      WHERE id = ANY($2::bigint[]) AND leased_by = $1`,
-    [worker, done.map((d) => d.entryId)],
-  );
-  await tx.query(
-    `INSERT INTO hubspot_integrations (tenant_id, exported, last_success_at) VALUES ($1, $2, now())
-     ON CONFLICT (tenant_id) DO UPDATE SET exported = hubspot_integrations.exported + EXCLUDED.exported,
-       last_success_at = now(), updated_at = now()`,
-    [tenantId, exported],
-  );
-  return exported;
+  return rows[0]?.exported ?? 0;
 }
 
 /** Releases entries without counting a try: they wait `delayMs` (a dependency not exported yet). */
