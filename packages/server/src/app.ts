@@ -109,8 +109,14 @@ export async function buildApp(deps: AppDeps) {
   });
   const feed = new ChangeFeed();
   const registry = new CollectionRegistry();
-  // Outreach exports contacts, projects, links, calls and terminal states to HubSpot (SPEC §9).
-  const outreachOpts = { exportAll: config.hubspot.accessToken !== undefined };
+  // Outreach exports contacts, projects, links, calls and terminal states to HubSpot (SPEC §9);
+  // a commit that queued exports wakes this instance's export job.
+  const exportQueued = new Set<string>();
+  let wakeExport = () => {};
+  const outreachOpts = { exportAll: config.hubspot.accessToken !== undefined, onQueued: (tenantId: string) => void exportQueued.add(tenantId) };
+  feed.subscribe((commit) => {
+    if (exportQueued.delete(commit.tenantId)) wakeExport();
+  });
   registry.register(
     exportedAs(
       contactsCollection({
@@ -166,7 +172,7 @@ export async function buildApp(deps: AppDeps) {
   const conflicts = createConflictsService({ db, registry, policies, push });
   const outreach = createOutreachService({ db, push, contacts, defaultRegion: config.defaultPhoneRegion });
   const hubspotKey = tokenKey(deps.jwtSecret);
-  const hubspot = createHubspotService({ db, tokenKey: hubspotKey, serverToken: config.hubspot.accessToken !== undefined });
+  const hubspot = createHubspotService({ db, tokenKey: hubspotKey, serverToken: config.hubspot.accessToken !== undefined, onQueued: () => wakeExport() });
   const hubspotExporter = createHubspotExporter({ db, config: config.hubspot, tokenKey: hubspotKey, logger });
 
   // HTTP.
@@ -288,6 +294,7 @@ export async function buildApp(deps: AppDeps) {
   const uploadsExpiry = createUploadsExpiryJob({ files, logger, intervalMs: Math.min(15 * 60 * 1000, config.uploadTtlSeconds * 1000) });
   await uploadsExpiry.run();
   const hubspotExport = createHubspotExportJob({ exporter: hubspotExporter, logger, intervalMs: config.hubspot.pollMs });
+  wakeExport = () => hubspotExport.wake();
   if (config.hubspot.worker) await hubspotExport.run();
 
   const services = {

@@ -27,9 +27,9 @@ export async function enqueueExport(
   kind: ExportKind,
   rows: { id: string; version: number }[],
   exportAll: boolean,
-): Promise<void> {
-  if (rows.length === 0) return;
-  await tx.query(
+): Promise<number> {
+  if (rows.length === 0) return 0;
+  const { rowCount } = await tx.query(
     `INSERT INTO hubspot_outbox (tenant_id, kind, record_id, record_version)
      SELECT $1, $2, e.id, e.version FROM jsonb_to_recordset($3::jsonb) AS e(id uuid, version bigint)
       WHERE ${ENABLED_SQL('$1', '$4')}
@@ -38,6 +38,7 @@ export async function enqueueExport(
     [tenantId, kind, JSON.stringify(rows), exportAll],
     { prepare: 'hubspot-enqueue' },
   );
+  return rowCount;
 }
 
 /** Queues every live record of the tenant whose acknowledged version is older (enabling, or the server token's first round). */

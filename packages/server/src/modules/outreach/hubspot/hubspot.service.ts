@@ -14,7 +14,7 @@ export interface HubspotService {
 }
 
 /** The tenant's side of the HubSpot export (SPEC §9): enablement, token, status, dead letters. */
-export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverToken: boolean }): HubspotService {
+export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverToken: boolean; onQueued?: () => void }): HubspotService {
   const { db } = deps;
 
   const status = async (tenantId: string): Promise<HubspotStatus> => {
@@ -84,6 +84,7 @@ export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverTok
           if (!rows[0].backfilled) await tx.query('UPDATE hubspot_integrations SET backfilled = true WHERE tenant_id = $1', [tenantId]);
         }
       });
+      if (input.enabled) deps.onQueued?.();
       return status(tenantId);
     },
 
@@ -115,6 +116,9 @@ export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverTok
           [tenantId, ids ?? null],
         );
         return rowCount;
+      }).then((requeued) => {
+        if (requeued > 0) deps.onQueued?.();
+        return requeued;
       });
     },
   };
