@@ -23,8 +23,8 @@ import { openToken } from './hubspot.token.js';
 
 /** HubSpot's batch limit. */
 export const BATCH_SIZE = 100;
-/** Batches one worker has in flight at once (the SDK's limiter lets 2 requests run together). */
-const PARALLEL_BATCHES = 2;
+/** Batches one worker has in flight at once: one more than the limiter lets run together, so a request is always ready. */
+const PARALLEL_BATCHES = 3;
 /** How long an entry waits for the objects it needs (a deal, a contact) to be exported first. */
 const DEPENDENCY_WAIT_MS = 500;
 /** How long a tenant's token is used before it is read again (a PUT takes effect within this). */
