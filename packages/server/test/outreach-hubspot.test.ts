@@ -213,8 +213,8 @@ describe.each(backends)('HubSpot export on %s', (backend) => {
   it('takes turns between tenants: one tenant’s backlog does not hold another’s export back', async () => {
     const big = await org();
     const small = await org();
-    mock.setDelay(150);
-    await contacts(big.key, 800);
+    mock.setDelay(200);
+    await contacts(big.key, 2000); // 20 batches: at least 7 rounds of the worker's three lanes
     await waitFor('the big export to start', async () => (await status(big.key)).exported > 0);
     const mine = await contacts(small.key, 3);
     await waitFor('the small export', async () => mine.every((id) => mock.objects.get('contacts')?.has(id)));
