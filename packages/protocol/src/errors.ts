@@ -48,7 +48,7 @@ export const ErrorCatalogue = {
   },
   METHOD_NOT_ALLOWED: {
     status: 405,
-    meaning: 'The resource does not take this method (call sessions are never updated or deleted).',
+    meaning: 'The resource does not take this method: call sessions and terminal sessions are append only, never updated or deleted (`Allow: GET`).',
   },
   REQUEST_TIMEOUT: {
     status: 408,
@@ -63,7 +63,7 @@ export const ErrorCatalogue = {
     status: 409,
     perChange: true,
     meaning:
-      'A value that must be unique is taken (a contact\'s primary phone, an agent code, a tenant slug, a record id); `details` names the existing record where there is one.',
+      'A value that must be unique is taken (a contact\'s primary phone, an agent code, a tenant slug, a record id, a project\'s external `projectId` in a push create); `details` names the existing record where there is one.',
   },
   VERSION_MISMATCH: {
     status: 409,

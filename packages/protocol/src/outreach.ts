@@ -320,6 +320,13 @@ export const HubspotStatus = Type.Object({
 });
 export type HubspotStatus = Static<typeof HubspotStatus>;
 
+/** `POST /api/integrations/hubspot/retry`: every dead letter, or the ones named. */
+export const HubspotRetryBody = Type.Union([
+  Type.Object({ all: Type.Literal(true) }, { additionalProperties: false }),
+  Type.Object({ ids: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false }),
+]);
+export type HubspotRetryBody = Static<typeof HubspotRetryBody>;
+
 export const HubspotDeadLetter = Type.Object({
   id: Type.Integer(),
   kind: Type.String(),

@@ -151,8 +151,14 @@ export async function buildApp(deps: AppDeps) {
     metrics.fanout.observe((performance.now() - started) / 1000);
   };
   const registry = new CollectionRegistry();
-  // Outreach exports contacts, projects, links, calls and terminal states to HubSpot (SPEC §9).
-  const outreachOpts = { exportAll: config.hubspot.accessToken !== undefined };
+  // Outreach exports contacts, projects, links, calls and terminal states to HubSpot (SPEC §9);
+  // a commit that queued exports wakes this instance's export job.
+  const exportQueued = new Set<string>();
+  let wakeExport = () => {};
+  const outreachOpts = { exportAll: config.hubspot.accessToken !== undefined, onQueued: (tenantId: string) => void exportQueued.add(tenantId) };
+  feed.subscribe((commit) => {
+    if (exportQueued.delete(commit.tenantId)) wakeExport();
+  });
   registry.register(
     exportedAs(
       contactsCollection({
@@ -244,7 +250,7 @@ export async function buildApp(deps: AppDeps) {
   files.addAttachmentGuard((tenantId, userId, fileId) => chat.attachmentVisible(tenantId, userId, fileId));
   const outreach = createOutreachService({ db, push, contacts, defaultRegion: config.defaultPhoneRegion });
   const hubspotKey = tokenKey(deps.jwtSecret);
-  const hubspot = createHubspotService({ db, tokenKey: hubspotKey, serverToken: config.hubspot.accessToken !== undefined });
+  const hubspot = createHubspotService({ db, tokenKey: hubspotKey, serverToken: config.hubspot.accessToken !== undefined, onQueued: () => wakeExport() });
   const hubspotExporter = createHubspotExporter({ db, config: config.hubspot, tokenKey: hubspotKey, logger });
 
   // HTTP.
@@ -384,6 +390,7 @@ export async function buildApp(deps: AppDeps) {
   const uploadsExpiry = createUploadsExpiryJob({ files, logger, intervalMs: Math.min(15 * 60 * 1000, config.uploadTtlSeconds * 1000) });
   await uploadsExpiry.run();
   const hubspotExport = createHubspotExportJob({ exporter: hubspotExporter, logger, intervalMs: config.hubspot.pollMs });
+  wakeExport = () => hubspotExport.wake();
   if (config.hubspot.worker) await hubspotExport.run();
 
   let prunedAt = 0;

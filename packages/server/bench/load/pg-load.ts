@@ -98,8 +98,12 @@ serve({
     const pool = poolOf(arg.databaseUrl, 1);
     let rows = 0;
     const run = await sequential(arg.requests, arg.warmup, async (i) => {
-      // Unprepared, as the server runs it (planned per request on both sides).
-      const result = await pool.query(ELIGIBLE_CALLS_SQL, [arg.tenantId, arg.projectIds[Math.abs(i) % arg.projectIds.length], arg.limit]);
+      // Prepared per connection under the same names, as the server runs them.
+      const projectId = arg.projectIds[Math.abs(i) % arg.projectIds.length];
+      const result =
+        projectId === null
+          ? await pool.query({ name: 'eligible-calls', text: ELIGIBLE_CALLS_SQL.tenant, values: [arg.tenantId, arg.limit] })
+          : await pool.query({ name: 'eligible-calls-project', text: ELIGIBLE_CALLS_SQL.project, values: [arg.tenantId, arg.limit, projectId] });
       rows += result.rowCount ?? 0;
     });
     await closePools();

@@ -167,9 +167,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     return value;
   };
-  const bool = (key: string, fallback: boolean): boolean => {
-    const raw = env[key]?.trim().toLowerCase();
-    if (raw === undefined || raw === '') return fallback;
+  const bool = (key: string, value: string | undefined, fallback: boolean): boolean => {
+    const raw = value?.toLowerCase();
+    if (raw === undefined) return fallback;
     if (['true', '1', 'yes', 'on'].includes(raw)) return true;
     if (['false', '0', 'no', 'off'].includes(raw)) return false;
     problems.push(`${key} must be true or false (got "${env[key]}")`);
@@ -291,7 +291,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       leaseMs: int('HUBSPOT_LEASE_MS', 60_000, 100, 3_600_000),
       timeoutMs: int('HUBSPOT_TIMEOUT_MS', 20_000, 50, 600_000),
       requestsPerSecond: int('HUBSPOT_REQUESTS_PER_SECOND', 15, 0, 1000),
-      worker: bool('HUBSPOT_WORKER', true),
+      worker: bool('HUBSPOT_WORKER', str('HUBSPOT_WORKER'), true),
     },
     metricsToken,
     analyticsFlushMs: int('ANALYTICS_FLUSH_MS', 10_000, 10, 600_000),

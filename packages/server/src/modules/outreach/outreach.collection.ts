@@ -44,6 +44,8 @@ const contactRef = { field: 'contactId', localField: 'contactLocalId', collectio
 /** How the outreach collections are exported: `exportAll` when HUBSPOT_ACCESS_TOKEN enables every tenant. */
 export interface OutreachCollectionOptions {
   exportAll: boolean;
+  /** Called when a write queued exports for the tenant (before its commit: the caller waits for the commit). */
+  onQueued?: (tenantId: string) => void;
 }
 
 /** The records of `applied` to export as `kind` (none for a global terminal session: no HubSpot object). */
@@ -51,7 +53,7 @@ const exportHook =
   (kind: ExportKind, opts: OutreachCollectionOptions, filter: (after: Record<string, unknown>) => boolean = () => true) =>
   async (tx: Queryable, applied: AppliedChange[], ctx: WriteContext) => {
     const rows = applied.filter((a) => filter(a.after)).map((a) => ({ id: a.id, version: Number(a.after.version) }));
-    await enqueueExport(tx, ctx.tenantId, kind, rows, opts.exportAll);
+    if ((await enqueueExport(tx, ctx.tenantId, kind, rows, opts.exportAll)) > 0) opts.onQueued?.(ctx.tenantId);
   };
 
 /**

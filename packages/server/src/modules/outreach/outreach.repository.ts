@@ -123,7 +123,7 @@ export async function matchContact(db: Queryable, tenantId: string, by: 'externa
  * (terminal sessions by scope, calls by pair and start time, counted only up to the limit);
  * the walk goes project by project, in order, and stops at `limit`.
  */
-export const ELIGIBLE_CALLS_SQL = `
+const eligibleCallsSql = (oneProject: boolean) => `
 WITH s AS (${SETTINGS_SQL}),
 g AS (SELECT EXISTS (SELECT 1 FROM terminal_sessions t WHERE t.tenant_id = $1 AND t.scope = 'global' AND ${ACTIVE}) AS blocked)
 SELECT p.project_id AS "projectId", p.name AS "projectName", c.id AS "contactId",
@@ -134,7 +134,7 @@ SELECT p.project_id AS "projectId", p.name AS "projectName", c.id AS "contactId"
   JOIN project_contacts pc ON pc.tenant_id = $1 AND pc.project_id = p.project_id
   JOIN contacts c ON c.id = pc.contact_id
  WHERE NOT g.blocked
-   AND ($2::text IS NULL OR p.project_id = $2::text)
+   ${oneProject ? 'AND p.project_id = $3::text' : ''}
    AND NOT p.is_deleted AND NOT p.call_suppressed
    AND (p.next_call_eligible_at IS NULL OR p.next_call_eligible_at <= now())
    AND NOT EXISTS (SELECT 1 FROM terminal_sessions t
@@ -149,10 +149,20 @@ SELECT p.project_id AS "projectId", p.name AS "projectName", c.id AS "contactId"
    AND (SELECT count(*) FROM (SELECT 1 FROM call_sessions cs WHERE cs.tenant_id = $1 AND cs.project_id = p.project_id AND cs.contact_id = c.id
           AND cs.started_at > now() - interval '7 days' LIMIT s.weekly) AS week) < s.weekly
  ORDER BY p.project_id, pc.contact_id
- LIMIT $3`;
+ LIMIT $2`;
+
+/**
+ * The eligible-calls statements: across the tenant ($1 tenant, $2 limit) and of one project
+ * ($3 its projectId). Two texts rather than an optional filter, so each is prepared once per
+ * connection with a plan of its own.
+ */
+export const ELIGIBLE_CALLS_SQL = { tenant: eligibleCallsSql(false), project: eligibleCallsSql(true) };
 
 export async function eligibleCalls(db: Queryable, tenantId: string, projectId: string | undefined, limit: number): Promise<EligibleCall[]> {
-  const { rows } = await db.query<EligibleCall>(ELIGIBLE_CALLS_SQL, [tenantId, projectId ?? null, limit]);
+  const { rows } =
+    projectId === undefined
+      ? await db.query<EligibleCall>(ELIGIBLE_CALLS_SQL.tenant, [tenantId, limit], { prepare: 'eligible-calls' })
+      : await db.query<EligibleCall>(ELIGIBLE_CALLS_SQL.project, [tenantId, limit, projectId], { prepare: 'eligible-calls-project' });
   return rows;
 }
 

@@ -13,6 +13,7 @@ import {
   EligibleCallsQuery,
   HubspotDeadLetter,
   HubspotIntegrationPut,
+  HubspotRetryBody,
   HubspotStatus,
   OutreachSettings,
   OutreachSettingsPatch,
@@ -306,11 +307,16 @@ export function outreachRoutes(deps: { outreach: OutreachService; hubspot: Hubsp
         schema: {
           tags: integrationTags,
           ...secured,
-          summary: 'Queue the dead letters again with fresh tries (admins)',
+          summary: 'Queue dead letters again with fresh tries: {all: true} or {ids: [...]} (admins)',
+          querystring: Type.Object({}, { additionalProperties: false }),
+          body: HubspotRetryBody,
           response: responses({ 200: Ok(Type.Object({ requeued: Type.Integer() })) }, { body: true }),
         },
       },
-      async (request) => ok({ requeued: await hubspot.retryDead(principalOf(request).tenantId) }),
+      async (request) => {
+        const ids = 'ids' in request.body ? request.body.ids : undefined;
+        return ok({ requeued: await hubspot.retryDead(principalOf(request).tenantId, ids) });
+      },
     );
   };
 }

@@ -13,6 +13,7 @@ import {
   enqueueAll,
   enqueueExport,
   exportedObjects,
+  takeTurn,
   failEntries,
   KIND_TABLES,
   type ExportKind,
@@ -22,8 +23,12 @@ import { openToken } from './hubspot.token.js';
 
 /** HubSpot's batch limit. */
 export const BATCH_SIZE = 100;
+/** Batches one worker has in flight at once: one more than the limiter lets run together, so a request is always ready. */
+const PARALLEL_BATCHES = 3;
 /** How long an entry waits for the objects it needs (a deal, a contact) to be exported first. */
 const DEPENDENCY_WAIT_MS = 500;
+/** How long a tenant's token is used before it is read again (a PUT takes effect within this). */
+const TOKEN_CACHE_MS = 5000;
 /** How long entries of a tenant without a token wait before the next look. */
 const NO_TOKEN_WAIT_MS = 60_000;
 
@@ -135,11 +140,16 @@ export function createHubspotExporter(deps: {
     return api;
   };
 
-  /** The tenant's own token, else the server's. */
+  /** The tenant's own token, else the server's; read at most every TOKEN_CACHE_MS per tenant. */
+  const tokens = new Map<string, { token: string | undefined; at: number }>();
   const tokenOf = async (tenantId: string): Promise<string | undefined> => {
+    const cached = tokens.get(tenantId);
+    if (cached && Date.now() - cached.at < TOKEN_CACHE_MS) return cached.token;
     const { rows } = await db.query<{ token_sealed: string | null }>('SELECT token_sealed FROM hubspot_integrations WHERE tenant_id = $1', [tenantId]);
     const sealed = rows[0]?.token_sealed;
-    return (sealed ? openToken(deps.tokenKey, sealed) : undefined) ?? config.accessToken;
+    const token = (sealed ? openToken(deps.tokenKey, sealed) : undefined) ?? config.accessToken;
+    tokens.set(tenantId, { token, at: Date.now() });
+    return token;
   };
 
   /** With HUBSPOT_ACCESS_TOKEN, every tenant not yet exported queues its whole data set once. */
@@ -161,13 +171,23 @@ export function createHubspotExporter(deps: {
     }
   };
 
-  const recordsOf = async (kind: ExportKind, tenantId: string, ids: string[]): Promise<Map<string, Rec>> => {
+  /** The records as they are now, with what HubSpot acknowledged of each: one query. */
+  const recordsOf = async (kind: ExportKind, tenantId: string, ids: string[]) => {
     const wire = { contact: CONTACT_WIRE_SQL, deal: PROJECT_WIRE_SQL, association: PROJECT_CONTACT_WIRE_SQL, note: CALL_SESSION_WIRE_SQL, terminal: TERMINAL_SESSION_WIRE_SQL }[kind];
-    const { rows } = await db.query<{ data: Rec }>(
-      `SELECT ${wire} AS data FROM ${KIND_TABLES[kind]} r WHERE r.tenant_id = $1 AND r.id = ANY($2::uuid[])`,
-      [tenantId, ids],
+    const { rows } = await db.query<{ id: string; data: Rec | null; hubspot_id: string | null; synced_version: string | null }>(
+      `SELECT i.id, ${wire} AS data, h.hubspot_id, h.synced_version
+         FROM unnest($2::uuid[]) AS i(id)
+         LEFT JOIN ${KIND_TABLES[kind]} r ON r.tenant_id = $1 AND r.id = i.id
+         LEFT JOIN hubspot_objects h ON h.tenant_id = $1 AND h.kind = $3 AND h.record_id = i.id`,
+      [tenantId, ids, kind],
     );
-    return new Map(rows.map((r) => [r.data.id as string, r.data]));
+    const records = new Map<string, Rec>();
+    const acked = new Map<string, { hubspotId: string; version: number }>();
+    for (const r of rows) {
+      if (r.data && r.data.id !== null) records.set(r.id, r.data);
+      if (r.hubspot_id !== null) acked.set(r.id, { hubspotId: r.hubspot_id, version: Number(r.synced_version) });
+    }
+    return { records, acked };
   };
 
   /** Internal ids (and versions) of projects named by external id. */
@@ -195,8 +215,7 @@ export function createHubspotExporter(deps: {
   const send = async (entries: OutboxEntry[], api: HubspotApi): Promise<{ done: Done[]; refused: Map<number, string> }> => {
     const { tenantId, kind } = entries[0];
     const ids = entries.map((e) => e.recordId);
-    const records = await recordsOf(kind, tenantId, ids);
-    const acked = await exportedObjects(db, tenantId, kind, ids);
+    const { records, acked } = await recordsOf(kind, tenantId, ids);
     const done: Done[] = [];
     const refused = new Map<number, string>();
     const live: { entry: OutboxEntry; record: Rec; version: number }[] = [];
@@ -341,12 +360,17 @@ export function createHubspotExporter(deps: {
       const deadline = Date.now() + budgetMs;
       let batches = 0;
       let exported = 0;
-      while (!stopped && Date.now() < deadline) {
-        const entries = await db.transaction((tx) => claimDue(tx, { worker: workerId, leaseMs: config.leaseMs, limit: BATCH_SIZE, exportAll }));
-        if (entries.length === 0) break;
-        batches++;
-        exported += await process1(entries);
-      }
+      // Batches in flight side by side, so the next one's reads and writes overlap HubSpot's answer.
+      const lane = async () => {
+        while (!stopped && Date.now() < deadline) {
+          const entries = await db.transaction((tx) => claimDue(tx, { worker: workerId, leaseMs: config.leaseMs, limit: BATCH_SIZE, exportAll }));
+          if (entries.length === 0) return;
+          await takeTurn(db, entries[0].tenantId);
+          batches++;
+          exported += await process1(entries);
+        }
+      };
+      await Promise.all(Array.from({ length: PARALLEL_BATCHES }, lane));
       return { batches, exported };
     },
     stop() {

@@ -27,9 +27,9 @@ export async function enqueueExport(
   kind: ExportKind,
   rows: { id: string; version: number }[],
   exportAll: boolean,
-): Promise<void> {
-  if (rows.length === 0) return;
-  await tx.query(
+): Promise<number> {
+  if (rows.length === 0) return 0;
+  const { rowCount } = await tx.query(
     `INSERT INTO hubspot_outbox (tenant_id, kind, record_id, record_version)
      SELECT $1, $2, e.id, e.version FROM jsonb_to_recordset($3::jsonb) AS e(id uuid, version bigint)
       WHERE ${ENABLED_SQL('$1', '$4')}
@@ -38,6 +38,7 @@ export async function enqueueExport(
     [tenantId, kind, JSON.stringify(rows), exportAll],
     { prepare: 'hubspot-enqueue' },
   );
+  return rowCount;
 }
 
 /** Queues every live record of the tenant whose acknowledged version is older (enabling, or the server token's first round). */
@@ -69,33 +70,35 @@ export interface OutboxEntry {
   attempts: number;
 }
 
+/** Due and not held by a live lease (`o`: an outbox row). */
+const DUE = "o.status = 'pending' AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())";
+
 /**
- * Claims up to `limit` due entries of one tenant and one kind (objects before the associations,
- * notes and properties that need their HubSpot ids), leased to `worker` for `leaseMs`. Rows
- * another worker is claiming are skipped (`FOR UPDATE SKIP LOCKED`), and a leased row is taken
- * only once its lease ran out (its worker died): no two workers ever hold one entry.
+ * Claims up to `limit` due entries of one tenant and one kind, leased to `worker` for
+ * `leaseMs`. The tenant is the one claimed least recently among those with due entries (so a
+ * tenant's backlog never starves the others), the kind an object's (contacts, deals) before
+ * the associations, notes and properties that need their HubSpot ids. Rows another worker is
+ * claiming are skipped (`FOR UPDATE SKIP LOCKED`), and a leased row is taken only once its
+ * lease ran out (its worker died): no two workers ever hold one entry.
  */
 export async function claimDue(
   tx: Queryable,
   opts: { worker: string; leaseMs: number; limit: number; exportAll: boolean },
 ): Promise<OutboxEntry[]> {
   const { rows } = await tx.query<{ id: string; tenant_id: string; kind: ExportKind; record_id: string; record_version: string; attempts: number }>(
-    `WITH pick AS (
-       -- The oldest due entry of an object (contact, deal) first, else of the rest: each an ordered index walk that stops at the first.
-       (SELECT o.tenant_id, o.kind FROM hubspot_outbox o LEFT JOIN hubspot_integrations i ON i.tenant_id = o.tenant_id
-         WHERE o.status = 'pending' AND o.kind IN ('contact', 'deal') AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
-           AND coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
-         ORDER BY o.id LIMIT 1)
+    `WITH t AS (
+       SELECT i.tenant_id FROM hubspot_integrations i
+        WHERE coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
+          AND EXISTS (SELECT 1 FROM hubspot_outbox o WHERE o.tenant_id = i.tenant_id AND ${DUE})
+        ORDER BY i.last_claim_at NULLS FIRST, i.tenant_id LIMIT 1),
+     k AS (
+       (SELECT o.kind FROM hubspot_outbox o JOIN t ON o.tenant_id = t.tenant_id WHERE o.kind IN ('contact', 'deal') AND ${DUE} LIMIT 1)
        UNION ALL
-       (SELECT o.tenant_id, o.kind FROM hubspot_outbox o LEFT JOIN hubspot_integrations i ON i.tenant_id = o.tenant_id
-         WHERE o.status = 'pending' AND o.kind NOT IN ('contact', 'deal') AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
-           AND coalesce(i.enabled, $1::boolean) AND (i.backoff_until IS NULL OR i.backoff_until <= now())
-         ORDER BY o.id LIMIT 1)
+       (SELECT o.kind FROM hubspot_outbox o JOIN t ON o.tenant_id = t.tenant_id WHERE o.kind NOT IN ('contact', 'deal') AND ${DUE} LIMIT 1)
        LIMIT 1),
      claimed AS (
-       SELECT o.id FROM hubspot_outbox o JOIN pick ON pick.tenant_id = o.tenant_id AND pick.kind = o.kind
-        WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND (o.lease_until IS NULL OR o.lease_until < now())
-        ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED)
+       SELECT o.id FROM hubspot_outbox o JOIN t ON o.tenant_id = t.tenant_id JOIN k ON o.kind = k.kind
+        WHERE ${DUE} ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED)
      UPDATE hubspot_outbox o SET lease_until = now() + $3 * interval '1 millisecond', leased_by = $4
        FROM claimed WHERE o.id = claimed.id
      RETURNING o.id, o.tenant_id, o.kind, o.record_id, o.record_version, o.attempts`,
@@ -104,6 +107,15 @@ export async function claimDue(
   return rows
     .map((r) => ({ id: Number(r.id), tenantId: r.tenant_id, kind: r.kind, recordId: r.record_id, recordVersion: Number(r.record_version), attempts: r.attempts }))
     .sort((a, b) => a.id - b.id);
+}
+
+/**
+ * Marks the tenant's turn taken (claims go round the tenants by it). Its own statement, after
+ * the claim committed: a transaction never holds outbox rows while it waits for an
+ * integration row (configuring takes them the other way round).
+ */
+export async function takeTurn(db: Queryable, tenantId: string): Promise<void> {
+  await db.query('UPDATE hubspot_integrations SET last_claim_at = now() WHERE tenant_id = $1', [tenantId]);
 }
 
 /** What HubSpot holds of each record: its HubSpot id and the acknowledged version. */
@@ -134,34 +146,34 @@ export async function completeEntries(
   done: { entryId: number; kind: ExportKind; recordId: string; hubspotId: string | null; version: number; sent?: false }[],
 ): Promise<number> {
   if (done.length === 0) return 0;
-  await tx.query(
-    `INSERT INTO hubspot_objects (tenant_id, kind, record_id, hubspot_id, synced_version)
-     SELECT $1, d.kind, d.record_id, d.hubspot_id, d.version FROM jsonb_to_recordset($2::jsonb) AS d(kind text, record_id uuid, hubspot_id text, version bigint)
-      WHERE d.hubspot_id IS NOT NULL
-     ON CONFLICT (tenant_id, kind, record_id) DO UPDATE SET hubspot_id = EXCLUDED.hubspot_id,
-       synced_version = GREATEST(hubspot_objects.synced_version, EXCLUDED.synced_version), synced_at = now()`,
-    [tenantId, JSON.stringify(done.map((d) => ({ kind: d.kind, record_id: d.recordId, hubspot_id: d.hubspotId, version: d.version })))],
+  // The tenant's row first, as configuring does (it then queues entries): no lock cycle.
+  await tx.query('SELECT 1 FROM hubspot_integrations WHERE tenant_id = $1 FOR UPDATE', [tenantId]);
+  // Then in one statement: the HubSpot ids, the entries done (deleted) or released to send a
+  // newer version (disjoint sets), and the counters (exported: what HubSpot received).
+  const { rows } = await tx.query<{ exported: number }>(
+    `WITH d AS (
+       SELECT * FROM jsonb_to_recordset($3::jsonb) AS d(id bigint, kind text, record_id uuid, hubspot_id text, version bigint, sent boolean)),
+     objects AS (
+       INSERT INTO hubspot_objects (tenant_id, kind, record_id, hubspot_id, synced_version)
+       SELECT $1, d.kind, d.record_id, d.hubspot_id, d.version FROM d WHERE d.hubspot_id IS NOT NULL
+       ON CONFLICT (tenant_id, kind, record_id) DO UPDATE SET hubspot_id = EXCLUDED.hubspot_id,
+         synced_version = GREATEST(hubspot_objects.synced_version, EXCLUDED.synced_version), synced_at = now()),
+     deleted AS (
+       DELETE FROM hubspot_outbox o USING d WHERE o.id = d.id AND o.leased_by = $2 AND o.record_version <= d.version RETURNING d.sent),
+     released AS (
+       UPDATE hubspot_outbox o SET lease_until = NULL, leased_by = NULL, updated_at = now()
+         FROM d WHERE o.id = d.id AND o.leased_by = $2 AND o.record_version > d.version),
+     counted AS (SELECT (count(*) FILTER (WHERE sent))::int AS n FROM deleted)
+     INSERT INTO hubspot_integrations (tenant_id, exported, last_success_at) SELECT $1, n, now() FROM counted
+     ON CONFLICT (tenant_id) DO UPDATE SET exported = hubspot_integrations.exported + EXCLUDED.exported, last_success_at = now(), updated_at = now()
+     RETURNING (SELECT n FROM counted) AS exported`,
+    [
+      tenantId,
+      worker,
+      JSON.stringify(done.map((d) => ({ id: d.entryId, kind: d.kind, record_id: d.recordId, hubspot_id: d.hubspotId, version: d.version, sent: d.sent !== false }))),
+    ],
   );
-  const { rows: deleted } = await tx.query<{ id: string }>(
-    `DELETE FROM hubspot_outbox o USING jsonb_to_recordset($2::jsonb) AS d(id bigint, version bigint)
-      WHERE o.id = d.id AND o.leased_by = $1 AND o.record_version <= d.version RETURNING o.id`,
-    [worker, JSON.stringify(done.map((d) => ({ id: d.entryId, version: d.version })))],
-  );
-  // Exported: what HubSpot received and acknowledged (not entries that needed no send).
-  const sent = new Set(done.filter((d) => d.sent !== false).map((d) => d.entryId));
-  const exported = deleted.filter((d) => sent.has(Number(d.id))).length;
-  await tx.query(
-    `UPDATE hubspot_outbox SET lease_until = NULL, leased_by = NULL, updated_at = now()
-      WHERE id = ANY($2::bigint[]) AND leased_by = $1`,
-    [worker, done.map((d) => d.entryId)],
-  );
-  await tx.query(
-    `INSERT INTO hubspot_integrations (tenant_id, exported, last_success_at) VALUES ($1, $2, now())
-     ON CONFLICT (tenant_id) DO UPDATE SET exported = hubspot_integrations.exported + EXCLUDED.exported,
-       last_success_at = now(), updated_at = now()`,
-    [tenantId, exported],
-  );
-  return exported;
+  return rows[0]?.exported ?? 0;
 }
 
 /** Releases entries without counting a try: they wait `delayMs` (a dependency not exported yet). */

@@ -9,12 +9,12 @@ export interface HubspotService {
   /** Enables or disables the tenant's export and stores its token (sealed; never returned). Enabling queues what HubSpot lacks. */
   configure(tenantId: string, input: HubspotIntegrationPut): Promise<HubspotStatus>;
   deadLetters(tenantId: string, limit: number): Promise<HubspotDeadLetter[]>;
-  /** Puts the tenant's dead letters back in the queue with fresh tries. */
-  retryDead(tenantId: string): Promise<number>;
+  /** Puts the tenant's dead letters (all, or those of `ids`) back in the queue with fresh tries. */
+  retryDead(tenantId: string, ids?: number[]): Promise<number>;
 }
 
 /** The tenant's side of the HubSpot export (SPEC §9): enablement, token, status, dead letters. */
-export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverToken: boolean }): HubspotService {
+export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverToken: boolean; onQueued?: () => void }): HubspotService {
   const { db } = deps;
 
   const status = async (tenantId: string): Promise<HubspotStatus> => {
@@ -84,6 +84,7 @@ export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverTok
           if (!rows[0].backfilled) await tx.query('UPDATE hubspot_integrations SET backfilled = true WHERE tenant_id = $1', [tenantId]);
         }
       });
+      if (input.enabled) deps.onQueued?.();
       return status(tenantId);
     },
 
@@ -96,7 +97,7 @@ export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverTok
       return rows;
     },
 
-    async retryDead(tenantId) {
+    async retryDead(tenantId, ids) {
       return db.transaction(async (tx) => {
         // A dead letter whose object has a pending entry, or a newer dead letter, is superseded by it.
         await tx.query(
@@ -111,10 +112,13 @@ export function createHubspotService(deps: { db: Db; tokenKey: Buffer; serverTok
         );
         const { rowCount } = await tx.query(
           `UPDATE hubspot_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now()
-            WHERE tenant_id = $1 AND status = 'dead'`,
-          [tenantId],
+            WHERE tenant_id = $1 AND status = 'dead' AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[]))`,
+          [tenantId, ids ?? null],
         );
         return rowCount;
+      }).then((requeued) => {
+        if (requeued > 0) deps.onQueued?.();
+        return requeued;
       });
     },
   };
