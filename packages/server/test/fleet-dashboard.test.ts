@@ -111,9 +111,24 @@ describe.skipIf(!available)('the dashboard in Chromium', () => {
     await shot(page, 'sync');
     await page.click('button[data-view="alerts"]');
     await page.waitForSelector('#alerts-active li');
-    // Eligibility answers from outreach's API, or says it is not there yet.
+    // Eligibility from outreach's API: a project with one linked contact is one callable pair,
+    // and the one-pair check says why it may be called.
+    const project = await app.api('POST', '/api/projects', { body: { projectId: 'dash-proj', name: 'Dashboard campaign' } });
+    expect(project.status, project.text).toBe(201);
+    const callee = await app.api('POST', '/api/contacts', { body: { firstName: 'Elig', lastName: 'Ible', phonePrimary: uniquePhone() } });
+    const link = await app.api('POST', '/api/projects/dash-proj/contacts', { body: { contactId: callee.body.data.id } });
+    expect(link.status, link.text).toBeLessThan(300);
     await page.click('button[data-view="eligibility"]');
-    await expect.poll(() => page.locator('#eligibility-status').textContent()).toMatch(/callable pairs|not available/);
+    await page.fill('#eligibility-project', 'dash-proj');
+    await page.press('#eligibility-project', 'Enter');
+    await expect.poll(() => page.locator('#eligibility-status').textContent()).toBe('1 callable pairs in project dash-proj');
+    expect(await page.locator('#eligibility-table tbody tr td').nth(0).textContent()).toBe('Dashboard campaign (dash-proj)');
+    expect(await page.locator('#eligibility-table tbody tr td').nth(1).textContent()).toBe('Elig Ible');
+    await page.fill('#pair-project', 'dash-proj');
+    await page.fill('#pair-contact', callee.body.data.id);
+    await page.press('#pair-contact', 'Enter');
+    await expect.poll(() => page.locator('#pair-result').textContent()).toContain('Eligible: this contact may be called now.');
+    await shot(page, 'eligibility');
     await page.close();
   });
 
