@@ -109,8 +109,6 @@ CREATE TABLE hubspot_integrations (
   last_error_at    timestamptz,
   last_success_at  timestamptz,
   backoff_until    timestamptz,
-  -- When a worker last claimed this tenant's entries: claims go round the tenants by it.
-  last_claim_at    timestamptz,
   updated_at       timestamptz NOT NULL DEFAULT now()
 );
 
@@ -133,10 +131,10 @@ CREATE TABLE hubspot_outbox (
   updated_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX hubspot_outbox_pending ON hubspot_outbox (tenant_id, kind, record_id) WHERE status = 'pending';
--- A claim picks the tenant claimed least recently that has due entries (a probe of this index),
--- then a kind (objects before what needs their HubSpot ids), then takes that tenant's entries of
--- that kind in queue order.
-CREATE INDEX hubspot_outbox_due ON hubspot_outbox (tenant_id, next_attempt_at) WHERE status = 'pending';
+-- A claim picks the oldest due entry, objects (contacts, deals) before what needs their HubSpot
+-- ids, then takes that tenant's entries of that kind in queue order.
+CREATE INDEX hubspot_outbox_objects ON hubspot_outbox (id) WHERE status = 'pending' AND kind IN ('contact', 'deal');
+CREATE INDEX hubspot_outbox_others ON hubspot_outbox (id) WHERE status = 'pending' AND kind NOT IN ('contact', 'deal');
 CREATE INDEX hubspot_outbox_queue ON hubspot_outbox (tenant_id, kind, id) WHERE status = 'pending';
 CREATE INDEX hubspot_outbox_dead ON hubspot_outbox (tenant_id, id) WHERE status = 'dead';
 
