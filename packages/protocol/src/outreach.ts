@@ -224,6 +224,8 @@ export const OutreachSettings = Type.Object({
   callDailyLimit: Type.Integer(),
   callWeeklyLimit: Type.Integer(),
   callCooldownHours: Type.Integer(),
+  /** The tenant's requests per minute per credential, when lower than the server's; null: the server's. */
+  rateLimitPerMinute: Type.Union([Type.Integer(), Type.Null()]),
 });
 export type OutreachSettings = Static<typeof OutreachSettings>;
 export const OutreachSettingsPatch = Type.Object(
@@ -231,6 +233,7 @@ export const OutreachSettingsPatch = Type.Object(
     callDailyLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
     callWeeklyLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     callCooldownHours: Type.Optional(Type.Integer({ minimum: 0, maximum: 24 * 365 })),
+    rateLimitPerMinute: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 1_000_000 }), Type.Null()])),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -310,16 +310,7 @@ export async function buildApp(deps: AppDeps) {
       skipOnError: true, // Redis down: serve rather than fail every request
       // The dashboard's static files (a page load is eight of them) cost no budget; its API calls do.
       allowList: (request) => request.routeOptions.url?.startsWith('/dashboard') === true,
-      keyGenerator: (request) => {
-        // Public routes (login, refresh) by address only: a made-up credential header must not
-        // buy a fresh budget.
-        if (request.routeOptions.config?.auth === false) return `ip:${request.ip}`;
-        const key = request.headers['x-api-key'];
-        if (typeof key === 'string' && key) return `k:${sha256(key).slice(0, 32)}`;
-        const authorization = request.headers.authorization;
-        if (typeof authorization === 'string' && authorization) return `t:${sha256(authorization).slice(0, 32)}`;
-        return `ip:${request.ip}`;
-      },
+      keyGenerator: budgetKeyOf,
       errorResponseBuilder: (_request, context) =>
         new AppError('RATE_LIMITED', `Rate limit of ${context.max} requests per minute exceeded; retry in ${context.after}`),
     });
@@ -333,6 +324,28 @@ export async function buildApp(deps: AppDeps) {
   }
 
   registerAuthHook(app, auth);
+  if (budget) {
+    // A tenant may lower the budget (settings.rateLimitPerMinute): counted after authentication,
+    // when the tenant is known, on a counter of the same credential.
+    app.addHook('onRequest', async (request) => {
+      const tenantId = request.principal?.tenantId;
+      if (!tenantId || request.routeOptions.config?.rateLimit === false) return;
+      const limit = await outreach.rateLimitOf(tenantId);
+      if (limit === null || limit >= config.rateLimitPerMinute) return;
+      let use: { current: number; ttl: number };
+      try {
+        use = await budget.use(`tenant:${budgetKeyOf(request)}`);
+      } catch {
+        return; // Redis down: serve, as the server's own budget does
+      }
+      if (use.current > limit) {
+        const seconds = Math.max(1, Math.ceil(use.ttl / 1000));
+        throw new AppError('RATE_LIMITED', `This organisation's limit of ${limit} requests per minute is exceeded; retry in ${seconds} s`, undefined, {
+          'retry-after': String(seconds),
+        });
+      }
+    });
+  }
   registerIdempotency(app, { db, redis });
 
   let defaultTenantId: string | undefined;
@@ -446,6 +459,20 @@ export async function buildApp(deps: AppDeps) {
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;
+
+/**
+ * Whose request budget a request spends: the credential sent (hashed; one budget per API key or
+ * token), else the address. Public routes (login, refresh) by address only: a made-up
+ * credential header must not buy a fresh budget.
+ */
+function budgetKeyOf(request: FastifyRequest): string {
+  if (request.routeOptions.config?.auth === false) return `ip:${request.ip}`;
+  const key = request.headers['x-api-key'];
+  if (typeof key === 'string' && key) return `k:${sha256(key).slice(0, 32)}`;
+  const authorization = request.headers.authorization;
+  if (typeof authorization === 'string' && authorization) return `t:${sha256(authorization).slice(0, 32)}`;
+  return `ip:${request.ip}`;
+}
 
 /**
  * Fastify's `trustProxy` for TRUST_PROXY: off, proxy addresses, or a hop count. Fastify reads

@@ -271,10 +271,10 @@ describe.each(backends)('outreach: projects, contacts, links, call and terminal 
   describe('settings', () => {
     it('defaults to 3 / 10 / 24; admins change them, agents may not; bad values are 400', async () => {
       const other = await app.api('GET', '/api/settings', { key: otherKey });
-      expect(other.body.data).toEqual({ callDailyLimit: 3, callWeeklyLimit: 10, callCooldownHours: 24 });
+      expect(other.body.data).toEqual({ callDailyLimit: 3, callWeeklyLimit: 10, callCooldownHours: 24, rateLimitPerMinute: null });
       expect((await app.api('PATCH', '/api/settings', { key: agentKey, body: { callDailyLimit: 5 } })).status).toBe(403);
       const changed = await app.api('PATCH', '/api/settings', { key: otherKey, body: { callDailyLimit: 5 } });
-      expect(changed.body.data).toEqual({ callDailyLimit: 5, callWeeklyLimit: 10, callCooldownHours: 24 });
+      expect(changed.body.data).toEqual({ callDailyLimit: 5, callWeeklyLimit: 10, callCooldownHours: 24, rateLimitPerMinute: null });
       for (const body of [{}, { callDailyLimit: 0 }, { callCooldownHours: -1 }, { callWeeklyLimit: '10' }, { other: 1 }]) {
         expect((await app.api('PATCH', '/api/settings', { key: otherKey, body })).status, JSON.stringify(body)).toBe(400);
       }

@@ -7,7 +7,7 @@ const ACTIVE = '(t.expires_at IS NULL OR t.expires_at > now())';
 
 /** The tenant's limits as one row (the defaults when it has none): parameter $1 is the tenant. */
 const SETTINGS_SQL = `SELECT coalesce(max(call_daily_limit), 3) AS daily, coalesce(max(call_weekly_limit), 10) AS weekly,
-  coalesce(max(call_cooldown_hours), 24) AS cooldown FROM outreach_settings WHERE tenant_id = $1`;
+  coalesce(max(call_cooldown_hours), 24) AS cooldown, max(rate_limit_per_minute) AS rate FROM outreach_settings WHERE tenant_id = $1`;
 
 export async function findProject(db: Queryable, tenantId: string, projectId: string): Promise<Project | undefined> {
   const { rows } = await db.query<{ data: Project }>(
@@ -93,15 +93,15 @@ export async function listTerminals(
 }
 
 export async function getSettings(db: Queryable, tenantId: string): Promise<OutreachSettings> {
-  const { rows } = await db.query<{ daily: number; weekly: number; cooldown: number }>(SETTINGS_SQL, [tenantId]);
-  return { callDailyLimit: rows[0].daily, callWeeklyLimit: rows[0].weekly, callCooldownHours: rows[0].cooldown };
+  const { rows } = await db.query<{ daily: number; weekly: number; cooldown: number; rate: number | null }>(SETTINGS_SQL, [tenantId]);
+  return { callDailyLimit: rows[0].daily, callWeeklyLimit: rows[0].weekly, callCooldownHours: rows[0].cooldown, rateLimitPerMinute: rows[0].rate };
 }
 
 export async function saveSettings(db: Queryable, tenantId: string, s: OutreachSettings): Promise<void> {
   await db.query(
-    `INSERT INTO outreach_settings (tenant_id, call_daily_limit, call_weekly_limit, call_cooldown_hours) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (tenant_id) DO UPDATE SET call_daily_limit = $2, call_weekly_limit = $3, call_cooldown_hours = $4, updated_at = now()`,
-    [tenantId, s.callDailyLimit, s.callWeeklyLimit, s.callCooldownHours],
+    `INSERT INTO outreach_settings (tenant_id, call_daily_limit, call_weekly_limit, call_cooldown_hours, rate_limit_per_minute) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (tenant_id) DO UPDATE SET call_daily_limit = $2, call_weekly_limit = $3, call_cooldown_hours = $4, rate_limit_per_minute = $5, updated_at = now()`,
+    [tenantId, s.callDailyLimit, s.callWeeklyLimit, s.callCooldownHours, s.rateLimitPerMinute],
   );
 }
 

@@ -213,7 +213,7 @@ export function outreachRoutes(deps: { outreach: OutreachService; hubspot: Hubsp
 
     app.get(
       '/api/settings',
-      { schema: { tags, ...secured, summary: "The organisation's call limits", response: responses({ 200: Ok(OutreachSettings) }) } },
+      { schema: { tags, ...secured, summary: "The organisation's settings: call limits and its request budget", response: responses({ 200: Ok(OutreachSettings) }) } },
       async (request) => ok(await outreach.getSettings(principalOf(request).tenantId)),
     );
 
@@ -224,7 +224,8 @@ export function outreachRoutes(deps: { outreach: OutreachService; hubspot: Hubsp
         schema: {
           tags,
           ...secured,
-          summary: 'Change the call limits: callDailyLimit (3), callWeeklyLimit (10), callCooldownHours (24); admins',
+          summary:
+            'Change the settings: callDailyLimit (3), callWeeklyLimit (10), callCooldownHours (24), rateLimitPerMinute (null: the server\'s; lower only); admins',
           body: OutreachSettingsPatch,
           response: responses({ 200: Ok(OutreachSettings) }, { body: true }),
         },

@@ -20,6 +20,7 @@ import type { Contact } from '@fieldsync/protocol/contacts';
 import type { Db } from '../../db/db.js';
 import { AppError, invalid, notFound } from '../../errors.js';
 import { isUuid } from '../../lib/values.js';
+import { TtlCache } from '../../lib/ttl-cache.js';
 import type { PushEngine } from '../../sync/push.js';
 import type { Actor, ContactsService } from '../contacts/contacts.service.js';
 import { toE164 } from '../contacts/phone.js';
@@ -40,6 +41,8 @@ export interface OutreachService {
   listTerminals(tenantId: string, filter: { active?: boolean; projectId?: string; contactId?: string; limit?: number }): Promise<TerminalSession[]>;
   getSettings(tenantId: string): Promise<OutreachSettings>;
   patchSettings(tenantId: string, patch: OutreachSettingsPatch): Promise<OutreachSettings>;
+  /** The tenant's own request budget per minute (null: the server's), read at most every 5 s (at once after a change here). */
+  rateLimitOf(tenantId: string): Promise<number | null>;
   eligibleCalls(tenantId: string, query: { projectId?: string; limit?: number }): Promise<EligibleCall[]>;
   eligibility(tenantId: string, projectId: string, contactId: string): Promise<Eligibility>;
 }
@@ -64,6 +67,8 @@ const REASON_TEXT: Record<EligibilityReasonCode, (f: repo.PairFacts) => string> 
  */
 export function createOutreachService(deps: { db: Db; push: PushEngine; contacts: ContactsService; defaultRegion: string }): OutreachService {
   const { db } = deps;
+  /** Tenants' own request budgets, by tenant (other instances' changes show within 5 s). */
+  const rateLimits = new TtlCache<string, number | null>(5000, 10_000);
 
   /** One write through the engine: its ack, or its rejection thrown as the matching error. */
   const write = async (actor: Actor, change: Record<string, unknown>) => {
@@ -216,12 +221,22 @@ export function createOutreachService(deps: { db: Db; push: PushEngine; contacts
     getSettings: (tenantId) => repo.getSettings(db, tenantId),
 
     async patchSettings(tenantId, patch) {
-      return db.transaction(async (tx) => {
+      const saved = await db.transaction(async (tx) => {
         await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`outreach-settings:${tenantId}`]);
         const next = { ...(await repo.getSettings(tx, tenantId)), ...patch };
         await repo.saveSettings(tx, tenantId, next);
         return next;
       });
+      rateLimits.set(tenantId, saved.rateLimitPerMinute);
+      return saved;
+    },
+
+    async rateLimitOf(tenantId) {
+      const known = rateLimits.get(tenantId);
+      if (known !== undefined) return known;
+      const limit = (await repo.getSettings(db, tenantId)).rateLimitPerMinute;
+      rateLimits.set(tenantId, limit);
+      return limit;
     },
 
     async eligibleCalls(tenantId, query) {
