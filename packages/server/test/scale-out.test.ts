@@ -196,15 +196,20 @@ describe.runIf(ready)('three instances behind nginx', () => {
           changes: Array.from({ length: 5 }, () => ({ changeId: randomUUID(), localId: randomUUID(), entityType: 'contacts', operation: 'create', timestamp: Date.now(), data: { firstName: 'Load', phonePrimary: uniquePhone() } })),
         };
         const idem = randomUUID();
-        // Retried with its Idempotency-Key until answered: an instance may die under it.
-        for (let attempt = 0; ; attempt++) {
+        // Retried with its Idempotency-Key until answered, as the SDK does: an instance may die
+        // under it, and its in-flight mark (409 IDEMPOTENCY_IN_FLIGHT, Retry-After) lasts until
+        // its lease runs out (5 s).
+        const deadline = Date.now() + 30_000;
+        for (;;) {
           const res = await call('POST', '/api/sync', { body, headers: { 'idempotency-key': idem, 'x-device-id': 'killer-writer' } }).catch(() => undefined);
           if (res?.status === 200) {
             for (const a of res.body.data.acknowledged) if (a.success) acknowledged.add(a.serverId);
             break;
           }
-          if (attempt > 40) throw new Error(`push never answered: ${res?.status}`);
-          await new Promise((r) => setTimeout(r, 100));
+          if (res && res.status !== 409 && res.status < 500) throw new Error(`push refused: ${res.status} ${JSON.stringify(res.body)}`);
+          if (Date.now() > deadline) throw new Error(`push never answered: ${res?.status}`);
+          const retryAfter = Number(res?.headers.get('retry-after'));
+          await new Promise((r) => setTimeout(r, retryAfter > 0 ? retryAfter * 1000 : 100));
         }
       }
     };
