@@ -91,8 +91,10 @@ export interface AppDeps {
   config: Config;
   db: Db;
   logger: Logger;
-  /** The JWT signing secret (config or DATA_DIR). */
+  /** The JWT signing secret (config, the database, or DATA_DIR). */
   jwtSecret: string;
+  /** The read replica (DATABASE_READ_URL) that serves delta pulls, when there is one. */
+  readDb?: Db;
 }
 
 /**
@@ -225,7 +227,7 @@ export async function buildApp(deps: AppDeps) {
   };
   const contacts = createContactsService({ db, push, defaultRegion: config.defaultPhoneRegion });
   const sync = instrumentSync(
-    createSyncService({ db, registry, devices, push, pageCache: config.pullCacheMb > 0 ? new PageCache(config.pullCacheMb * 2 ** 20) : undefined }),
+    createSyncService({ db, readDb: deps.readDb, registry, devices, push, pageCache: config.pullCacheMb > 0 ? new PageCache(config.pullCacheMb * 2 ** 20) : undefined }),
     { metrics, analytics, devices },
   );
   const lists = createListsService({ db, registry, push });

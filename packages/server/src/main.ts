@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
-import { openDb } from './db/open.js';
+import { openDb, openReadDb } from './db/open.js';
 import { migrate } from './db/migrate.js';
 import { createLogs } from './logging/logger.js';
 import { createTenantsService } from './modules/tenants/tenants.service.js';
@@ -82,6 +82,24 @@ async function main(): Promise<void> {
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
   if (config.redisUrl) await reachRedis(config.redisUrl, config, logger);
+  // Pulls go to the replica; it must answer at start like the primary.
+  const readDb = config.databaseReadUrl
+    ? await withStartupRetry(
+        async () => {
+          const opened = openReadDb(config)!;
+          try {
+            await opened.query('SELECT 1');
+            return opened;
+          } catch (error) {
+            await opened.close().catch(() => {});
+            throw error;
+          }
+        },
+        (error) => databaseProblem(error, config.databaseReadUrl, config.dataDir),
+        retrying,
+      )
+    : undefined;
+  if (readDb) logger.info({ at: describeUrl(config.databaseReadUrl!) }, 'read replica opened: delta pulls are served there');
 
   const boot = await createTenantsService({ db }).bootstrap(config.bootstrapAdminKey, { adminPassword: config.bootstrapAdminPassword });
   if (boot && config.bootstrapAdminPassword) logger.info('the bootstrap admin "admin" signs in with the password of FIELDSYNC_BOOTSTRAP_ADMIN_PASSWORD');
@@ -94,12 +112,12 @@ async function main(): Promise<void> {
     logger.info('bootstrapped tenant "default" with the admin key from FIELDSYNC_BOOTSTRAP_ADMIN_KEY');
   }
 
-  const built = await buildApp({ config, db, logger, jwtSecret: await jwtSecretFor(config, db) });
+  const built = await buildApp({ config, db, readDb, logger, jwtSecret: await jwtSecretFor(config, db) });
   try {
     await built.app.listen({ port: config.port, host: config.host });
   } catch (error) {
     await built.close().catch(() => {});
-    await db.close().catch(() => {});
+    await Promise.all([db.close(), readDb?.close()].map((p) => p?.catch(() => {})));
     throw listenProblem(error, config.host, config.port);
   }
   const base = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${config.port}`;
@@ -130,7 +148,7 @@ async function main(): Promise<void> {
     reaper.unref();
     try {
       await built.close();
-      await db.close();
+      await Promise.all([db.close(), readDb?.close()]);
       logger.info('stopped');
       exit(0);
     } catch (error) {

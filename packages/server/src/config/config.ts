@@ -8,6 +8,8 @@ export interface Config {
   host: string;
   dataDir: string;
   databaseUrl: string | undefined;
+  /** A streaming replica of DATABASE_URL that serves delta pulls (reads that tolerate its lag). */
+  databaseReadUrl: string | undefined;
   /** PostgreSQL connections per instance. */
   databasePoolSize: number;
   /** How long a transaction may wait for a lock (PostgreSQL `lock_timeout`; 0: the server's setting). */
@@ -103,7 +105,7 @@ export const DEFAULT_UPLOAD_TYPES = [
 
 /** Every environment variable `loadConfig` reads. */
 export const CONFIG_KEYS = [
-  'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'DATABASE_POOL_SIZE', 'DATABASE_LOCK_TIMEOUT_MS', 'DATABASE_STATEMENT_TIMEOUT_MS',
+  'PORT', 'HOST', 'DATA_DIR', 'DATABASE_URL', 'DATABASE_READ_URL', 'DATABASE_POOL_SIZE', 'DATABASE_LOCK_TIMEOUT_MS', 'DATABASE_STATEMENT_TIMEOUT_MS',
   'WRITE_QUEUE_LIMIT', 'REDIS_URL', 'JWT_SECRET', 'CORS_ORIGIN', 'LOG_LEVEL', 'LOG_DIR',
   'RATE_LIMIT_PER_MINUTE', 'FIELDSYNC_BOOTSTRAP_ADMIN_KEY', 'DEFAULT_PHONE_REGION', 'DEVICE_FLUSH_MS', 'AUTH_CACHE_MS',
   'PULL_CACHE_MB', 'SHUTDOWN_GRACE_MS', 'STARTUP_TIMEOUT_MS', 'SOCKET_AUTH_TIMEOUT_MS', 'MAX_SOCKETS_PER_CREDENTIAL', 'UPLOAD_DIR', 'UPLOAD_MAX_BYTES', 'UPLOAD_ALLOWED_TYPES',
@@ -246,6 +248,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const dataDir = str('DATA_DIR') ?? './data';
 
+  if (str('DATABASE_READ_URL') !== undefined && str('DATABASE_URL') === undefined) {
+    problems.push('DATABASE_READ_URL needs DATABASE_URL: a replica serves reads beside a PostgreSQL primary');
+  }
   const metricsToken = str('METRICS_TOKEN');
   if (metricsToken !== undefined && (metricsToken.length < 16 || metricsToken.length > 256)) problems.push('METRICS_TOKEN must be 16 to 256 characters');
 
@@ -254,6 +259,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: str('HOST') ?? '0.0.0.0',
     dataDir,
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    databaseReadUrl: url('DATABASE_READ_URL', ['postgres:', 'postgresql:']),
     databasePoolSize: int('DATABASE_POOL_SIZE', DB_DEFAULTS.max, 1, 1000),
     databaseLockTimeoutMs: int('DATABASE_LOCK_TIMEOUT_MS', DB_DEFAULTS.lockTimeoutMs, 0, 600_000),
     databaseStatementTimeoutMs: int('DATABASE_STATEMENT_TIMEOUT_MS', DB_DEFAULTS.statementTimeoutMs, 0, 3_600_000),

@@ -18,3 +18,14 @@ export function openDb(config: DbConfig): Promise<Db> {
       )
     : createPgliteDb(config.dataDir, { queueLimit: config.writeQueueLimit });
 }
+
+/** The read replica of DATABASE_READ_URL (delta pulls go there), or undefined. */
+export function openReadDb(config: DbConfig & Pick<Config, 'databaseReadUrl'>): Db | undefined {
+  if (!config.databaseReadUrl) return undefined;
+  return createPostgresDb(config.databaseReadUrl, {
+    max: config.databasePoolSize,
+    lockTimeoutMs: config.databaseLockTimeoutMs,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
+    queueLimit: config.writeQueueLimit,
+  });
+}

@@ -51,11 +51,17 @@ export function createSyncService(deps: {
   push: PushEngine;
   /** Pages shared by devices at the same checkpoint; none: every pull runs the statement. */
   pageCache?: PageCache;
+  /**
+   * A streaming replica for pulls (DATABASE_READ_URL). It replays commits in order, so it holds
+   * a prefix of every tenant's versions and a pull there is one consistent snapshot; a replica
+   * behind the device's checkpoint would hold it back, so the primary answers that pull.
+   */
+  readDb?: Db;
 }): SyncService {
   const { db, pageCache } = deps;
   /** The tenant's latest committed version: one indexed row, so an up-to-date device costs no pull statement. */
-  const latestVersionOf = async (tenantId: string): Promise<number> => {
-    const { rows } = await db.query<{ v: number }>('SELECT current_version AS v FROM tenant_versions WHERE tenant_id = $1', [tenantId], {
+  const latestVersionOf = async (from: Db, tenantId: string): Promise<number> => {
+    const { rows } = await from.query<{ v: number }>('SELECT current_version AS v FROM tenant_versions WHERE tenant_id = $1', [tenantId], {
       prepare: 'tenant-latest-version',
     });
     if (rows.length === 0) throw new AppError('NOT_FOUND', 'Tenant not found');
@@ -90,15 +96,23 @@ export function createSyncService(deps: {
       const scoped = defs.some(isScoped);
       const key = pageCache ? `${caller.tenantId}|${defs.map((d) => d.name).join(',')}|${scoped ? caller.userId : ''}|${req.version}|${req.limit}` : '';
       const seen = seenLatest.get(caller.tenantId);
+      const query = { tenantId: caller.tenantId, userId: caller.userId, since: req.version, limit: req.limit };
+      let source = deps.readDb ?? db;
       let page: PulledPage | undefined;
       if (seen === undefined || req.version >= seen || pageCache?.has(key)) {
-        const latest = await latestVersionOf(caller.tenantId);
+        let latest = await latestVersionOf(source, caller.tenantId);
+        if (source !== db && latest < req.version) {
+          // The replica has not replayed what this device already has: the primary answers.
+          source = db;
+          latest = await latestVersionOf(db, caller.tenantId);
+        }
         noteLatest(caller.tenantId, latest);
         if (req.version >= latest) page = emptyPage(latest, req.version);
         else page = pageCache?.get(key, latest);
       }
       if (!page) {
-        page = await pullPage(db, defs, { tenantId: caller.tenantId, userId: caller.userId, since: req.version, limit: req.limit });
+        page = await pullPage(source, defs, query);
+        if (source !== db && page.latestVersion < req.version) page = await pullPage(db, defs, query);
         noteLatest(caller.tenantId, page.latestVersion);
         pageCache?.set(key, page);
       }
