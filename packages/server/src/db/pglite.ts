@@ -1,11 +1,17 @@
 import { mkdirSync, openSync, closeSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PGlite, types } from '@electric-sql/pglite';
-import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
+import type { PGlite } from '@electric-sql/pglite';
 import { DB_DEFAULTS, transactionError, type Db, type DbOptions, type Queryable, type QueryResult } from './db.js';
 import { createKeyedQueue } from './keyed-queue.js';
 
-const parsers = { [types.INT8]: (v: string) => Number(v) };
+/**
+ * PGlite and its trigram extension, loaded when an embedded database is opened: a server on
+ * PostgreSQL never holds them (about 6 MB).
+ */
+async function loadPglite() {
+  const [{ PGlite: Engine, types }, { pg_trgm }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/contrib/pg_trgm')]);
+  return { Engine, options: { extensions: { pg_trgm }, parsers: { [types.INT8]: (v: string) => Number(v) } } };
+}
 
 /**
  * A Db over embedded PGlite: file-backed under `dataDir/pglite`, or in memory when `dataDir`
@@ -18,12 +24,14 @@ export async function createPgliteDb(dataDir: string | undefined, options: Pick<
   let release = () => {};
   let pg: PGlite;
   if (dataDir === undefined) {
-    pg = await PGlite.create({ extensions: { pg_trgm }, parsers });
+    const { Engine, options } = await loadPglite();
+    pg = await Engine.create(options);
   } else {
     mkdirSync(dataDir, { recursive: true });
     release = lockDataDir(dataDir);
     try {
-      pg = await PGlite.create({ dataDir: join(dataDir, 'pglite'), extensions: { pg_trgm }, parsers });
+      const { Engine, options } = await loadPglite();
+      pg = await Engine.create({ dataDir: join(dataDir, 'pglite'), ...options });
     } catch (error) {
       release();
       throw error;

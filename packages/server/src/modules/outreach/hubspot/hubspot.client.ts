@@ -1,4 +1,4 @@
-import { Client } from '@hubspot/api-client';
+import type { Client } from '@hubspot/api-client';
 
 /** The property every exported object carries, unique in HubSpot: our record id. Upserts match on it. */
 export const ID_PROPERTY = 'fieldsync_id';
@@ -70,14 +70,22 @@ export interface HubspotApi {
  * outbox, honouring Retry-After, so a retry survives a restart and is counted.
  */
 export function createHubspotApi(opts: { accessToken: string; baseUrl: string; timeoutMs: number; requestsPerSecond: number }): HubspotApi {
-  const client = new Client({
-    accessToken: opts.accessToken,
-    basePath: opts.baseUrl,
-    numberOfApiCallRetries: 0,
-    ...(opts.requestsPerSecond > 0 ? { limiterOptions: { minTime: Math.ceil(1000 / opts.requestsPerSecond), maxConcurrent: 2 } } : {}),
-  });
-  const batchApi = (type: ObjectType) =>
-    type === 'contacts' ? client.crm.contacts.batchApi : type === 'deals' ? client.crm.deals.batchApi : client.crm.objects.notes.batchApi;
+  // The SDK is large (about 15 MB of memory): loaded with the first export, not at start-up.
+  let client: Promise<Client> | undefined;
+  const sdk = () =>
+    (client ??= import('@hubspot/api-client').then(
+      ({ Client: Sdk }) =>
+        new Sdk({
+          accessToken: opts.accessToken,
+          basePath: opts.baseUrl,
+          numberOfApiCallRetries: 0,
+          ...(opts.requestsPerSecond > 0 ? { limiterOptions: { minTime: Math.ceil(1000 / opts.requestsPerSecond), maxConcurrent: 2 } } : {}),
+        }),
+    ));
+  const batchApi = async (type: ObjectType) => {
+    const c = await sdk();
+    return type === 'contacts' ? c.crm.contacts.batchApi : type === 'deals' ? c.crm.deals.batchApi : c.crm.objects.notes.batchApi;
+  };
 
   const call = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
@@ -89,8 +97,9 @@ export function createHubspotApi(opts: { accessToken: string; baseUrl: string; t
 
   return {
     async upsert(type, inputs) {
+      const api = await batchApi(type);
       const answer = await call(() =>
-        batchApi(type).upsert({ inputs: inputs.map((i) => ({ idProperty: ID_PROPERTY, id: i.fieldsyncId, properties: { ...i.properties, [ID_PROPERTY]: i.fieldsyncId } })) }),
+        api.upsert({ inputs: inputs.map((i) => ({ idProperty: ID_PROPERTY, id: i.fieldsyncId, properties: { ...i.properties, [ID_PROPERTY]: i.fieldsyncId } })) }),
       );
       const ids = new Map<string, string>();
       for (const result of answer.results ?? []) {
@@ -107,9 +116,8 @@ export function createHubspotApi(opts: { accessToken: string; baseUrl: string; t
 
     async associate(from, to, type, pairs) {
       if (pairs.length === 0) return;
-      await call(() =>
-        client.crm.associations.batchApi.create(from, to, { inputs: pairs.map((p) => ({ _from: { id: p.from }, to: { id: p.to }, type })) }),
-      );
+      const c = await sdk();
+      await call(() => c.crm.associations.batchApi.create(from, to, { inputs: pairs.map((p) => ({ _from: { id: p.from }, to: { id: p.to }, type })) }));
     },
   };
 }
