@@ -388,9 +388,13 @@ describe('server shutdown', () => {
     clients.push(b);
     const io = app.built.gateway.io;
     const sid = [...io.of('/').sockets.values()].find((s) => s.data.principal?.deviceId === 'shutdown-1')!.id;
+    // The reconnection: the first 'connected' after the drop (a state change still connected
+    // before the drop lands, a checkpoint say, is not it).
     let connectedAt = 0;
+    let dropped = false;
     a.on('syncStateChanged', (s) => {
-      if (s.live === 'connected' && !connectedAt) connectedAt = Date.now();
+      if (s.live === 'connecting') dropped = true;
+      else if (s.live === 'connected' && dropped && !connectedAt) connectedAt = Date.now();
     });
     // What the gateway does on a graceful shutdown, for this one socket.
     io.to(sid).emit('server_shutdown', { reconnect: true, retryAfterMs: 400 });
