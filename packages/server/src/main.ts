@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
-import { openDb, openReadDb } from './db/open.js';
+import { openAnswering, openDb, openReadDb } from './db/open.js';
 import { migrate } from './db/migrate.js';
 import { createLogs } from './logging/logger.js';
 import { createTenantsService } from './modules/tenants/tenants.service.js';
@@ -65,16 +65,7 @@ async function main(): Promise<void> {
   const { logger } = logs;
   const retrying = { timeoutMs: config.startupTimeoutMs, onRetry: (problem: StartupError, ms: number) => logger.warn(`${problem.message} Retrying in ${ms} ms.`) };
   const db = await withStartupRetry(
-    async () => {
-      const opened = await openDb(config);
-      try {
-        await opened.query('SELECT 1');
-        return opened;
-      } catch (error) {
-        await opened.close().catch(() => {});
-        throw error;
-      }
-    },
+    () => openAnswering(() => openDb(config)),
     (error) => databaseProblem(error, config.databaseUrl, config.dataDir),
     retrying,
   );
@@ -85,16 +76,7 @@ async function main(): Promise<void> {
   // Pulls go to the replica; it must answer at start like the primary.
   const readDb = config.databaseReadUrl
     ? await withStartupRetry(
-        async () => {
-          const opened = openReadDb(config)!;
-          try {
-            await opened.query('SELECT 1');
-            return opened;
-          } catch (error) {
-            await opened.close().catch(() => {});
-            throw error;
-          }
-        },
+        () => openAnswering(() => openReadDb(config)!),
         (error) => databaseProblem(error, config.databaseReadUrl, config.dataDir),
         retrying,
       )

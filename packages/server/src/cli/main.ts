@@ -10,7 +10,7 @@ import { AgentCreate, Password, TenantCreate, type Role, type User } from '@fiel
 import { ConfigError, loadConfig } from '../config/config.js';
 import type { Db } from '../db/db.js';
 import { migrate } from '../db/migrate.js';
-import { openDb } from '../db/open.js';
+import { openAnswering, openDb } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { compileBodyValidator } from '../lib/validation.js';
 import { createAgentsService, type AgentsService } from '../modules/agents/agents.service.js';
@@ -364,8 +364,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
       return ExitCode.config;
     }
     try {
-      db = await openDb(config);
-      await db.query('SELECT 1');
+      db = await openAnswering(() => openDb(config));
     } catch (error) {
       const problem = databaseProblem(error, config.databaseUrl, config.dataDir);
       io.err(`fieldsync: ${problem.message}`);

@@ -29,3 +29,15 @@ export function openReadDb(config: DbConfig & Pick<Config, 'databaseReadUrl'>): 
     queueLimit: config.writeQueueLimit,
   });
 }
+
+/** Opens a database with `open` and makes it answer once; one that does not is closed again and the error thrown. */
+export async function openAnswering(open: () => Db | Promise<Db>): Promise<Db> {
+  const db = await open();
+  try {
+    await db.query('SELECT 1');
+    return db;
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw error;
+  }
+}

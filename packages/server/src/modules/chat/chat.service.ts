@@ -7,6 +7,7 @@ import { isUuid } from '../../lib/values.js';
 import type { PushEngine } from '../../sync/push.js';
 import type { ServerTx, ServerWrites } from '../../sync/server-writes.js';
 import { isManager, type Principal } from '../auth/principal.js';
+import { isoSql } from '../contacts/contacts.collection.js';
 import { CONVERSATION_SCOPE, CONVERSATION_WIRE_SQL, MESSAGE_WIRE_SQL, USER_WIRE_SQL } from './chat.collection.js';
 import type { Presence } from './chat.presence.js';
 
@@ -49,6 +50,9 @@ const MAX_PAGE = 200;
 /** How long delivered receipts gather before they are written together. */
 const RECEIPT_FLUSH_MS = 250;
 
+/** A directory entry with what REST adds to the synced one: the email (shown or not later) and when the user was last seen. */
+const MEMBER_WIRE_SQL = `((${USER_WIRE_SQL})::jsonb || jsonb_build_object('email', r.email, 'lastSeenAt', ${isoSql('r.last_seen_at')}))`;
+
 /** $1 tenant, $2 user: the conversations the user takes part in. */
 const MEMBER_SQL = `EXISTS (SELECT 1 FROM scope_members m WHERE m.tenant_id = $1 AND m.user_id = $2::uuid
   AND m.kind = '${CONVERSATION_SCOPE}' AND m.scope_id = r.id)`;
@@ -58,7 +62,7 @@ const MEMBER_SQL = `EXISTS (SELECT 1 FROM scope_members m WHERE m.tenant_id = $1
  * message and the caller's unread count (messages of others after the caller's read mark).
  */
 const SUMMARY_SQL = `SELECT (${CONVERSATION_WIRE_SQL})::jsonb || jsonb_build_object(
-    'lastActivityAt', to_char(r.last_activity_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'lastActivityAt', ${isoSql('r.last_activity_at')},
     'lastMessage', last.data, 'unreadCount', unread.n) AS data, r.last_activity_at, r.id
   FROM conversations r
   CROSS JOIN LATERAL (SELECT r.id AS cid, coalesce((SELECT k.read_seq FROM chat_marks k WHERE k.tenant_id = $1
@@ -132,8 +136,7 @@ export function createChatService(deps: {
 
   const member = async (q: Queryable, p: Caller, userId: string): Promise<TeamMember | undefined> => {
     const { rows } = await q.query<{ data: TeamMember & { email: string | null; lastSeenAt: string | null } }>(
-      `SELECT (${USER_WIRE_SQL})::jsonb || jsonb_build_object('email', r.email, 'lastSeenAt', to_char(r.last_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) AS data
-         FROM users r WHERE r.tenant_id = $1 AND r.id = $2`,
+      `SELECT ${MEMBER_WIRE_SQL} AS data FROM users r WHERE r.tenant_id = $1 AND r.id = $2`,
       [p.tenantId, userId],
     );
     return rows[0] && (await present(p, [rows[0].data]))[0];
@@ -263,7 +266,7 @@ export function createChatService(deps: {
         filter = `AND (r.name ILIKE $2 OR r.agent_code ILIKE $2 ${isManager(p) ? 'OR r.email ILIKE $2' : ''})`;
       }
       const { rows } = await db.query<{ data: TeamMember & { email: string | null; lastSeenAt: string | null } }>(
-        `SELECT (${USER_WIRE_SQL})::jsonb || jsonb_build_object('email', r.email, 'lastSeenAt', to_char(r.last_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) AS data
+        `SELECT ${MEMBER_WIRE_SQL} AS data
            FROM users r WHERE r.tenant_id = $1 AND r.is_active ${filter} ORDER BY lower(r.name), r.id LIMIT 1000`,
         params,
       );
