@@ -267,8 +267,11 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
       next();
     } catch (error) {
       socket.data.principal = undefined;
-      const err = new Error(error instanceof AppError ? error.message : 'Authentication failed') as Error & { data?: unknown };
-      err.data = error instanceof AppError ? { error: error.code, message: error.message } : { error: 'UNAUTHORIZED' };
+      // The server's own failure (a database that did not answer) is no verdict on the
+      // credentials: the envelope says so, retryable, as the ack of the `authenticate` event does.
+      const env = toEnvelope(error, log);
+      const err = new Error(env.message) as Error & { data?: unknown };
+      err.data = { error: env.error, message: env.message };
       next(err);
     }
   });
