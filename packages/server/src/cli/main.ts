@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { databaseProblem, describeUrl } from '../startup.js';
 import { usersCollection } from '../modules/chat/chat.collection.js';
@@ -11,6 +10,7 @@ import { ConfigError, loadConfig } from '../config/config.js';
 import type { Db } from '../db/db.js';
 import { migrate } from '../db/migrate.js';
 import { openAnswering, openDb } from '../db/open.js';
+import { embeddedDatabaseExists } from '../db/pglite.js';
 import { AppError } from '../errors.js';
 import { compileBodyValidator } from '../lib/validation.js';
 import { createAgentsService, type AgentsService } from '../modules/agents/agents.service.js';
@@ -359,7 +359,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
   try {
     // Never a new database by accident (a typo in DATA_DIR, the wrong DATABASE_URL): --init says so.
     const where = config.databaseUrl ? `PostgreSQL at ${describeUrl(config.databaseUrl)}` : `the embedded database in ${resolve(config.dataDir)}`;
-    if (!config.databaseUrl && !existsSync(join(config.dataDir, 'pglite')) && !parsed.init) {
+    if (!config.databaseUrl && !embeddedDatabaseExists(config.dataDir) && !parsed.init) {
       io.err(`fieldsync: there is no Fieldsync database in ${resolve(config.dataDir)}: set DATA_DIR (or DATABASE_URL) to the server's, or pass --init to create one there.`);
       return ExitCode.config;
     }

@@ -18,6 +18,8 @@ export interface Config {
   databaseStatementTimeoutMs: number;
   /** Writes of one tenant that may wait for their turn in one instance; one more is answered 503. */
   writeQueueLimit: number;
+  /** The embedded database's buffer pool (PostgreSQL `shared_buffers`), MB: resident for as long as the server runs. */
+  pgliteSharedBuffersMb: number;
   redisUrl: string | undefined;
   jwtSecret: string | undefined;
   corsOrigin: string[] | '*' | undefined;
@@ -264,6 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseLockTimeoutMs: int('DATABASE_LOCK_TIMEOUT_MS', DB_DEFAULTS.lockTimeoutMs, 0, 600_000),
     databaseStatementTimeoutMs: int('DATABASE_STATEMENT_TIMEOUT_MS', DB_DEFAULTS.statementTimeoutMs, 0, 3_600_000),
     writeQueueLimit: int('WRITE_QUEUE_LIMIT', DB_DEFAULTS.queueLimit, 1, 100_000),
+    pgliteSharedBuffersMb: int('PGLITE_SHARED_BUFFERS_MB', 8, 1, 65_536),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     jwtSecret,
     corsOrigin,

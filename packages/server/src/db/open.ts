@@ -3,7 +3,7 @@ import type { Db } from './db.js';
 import { createPgliteDb } from './pglite.js';
 import { createPostgresDb } from './postgres.js';
 
-type DbConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databaseLockTimeoutMs' | 'databaseStatementTimeoutMs' | 'writeQueueLimit'>;
+type DbConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databaseLockTimeoutMs' | 'databaseStatementTimeoutMs' | 'writeQueueLimit'> & Partial<Pick<Config, 'pgliteSharedBuffersMb'>>;
 
 /** PostgreSQL when DATABASE_URL is set, otherwise embedded PGlite under DATA_DIR. */
 export function openDb(config: DbConfig): Promise<Db> {
@@ -16,7 +16,7 @@ export function openDb(config: DbConfig): Promise<Db> {
           queueLimit: config.writeQueueLimit,
         }),
       )
-    : createPgliteDb(config.dataDir, { queueLimit: config.writeQueueLimit });
+    : createPgliteDb(config.dataDir, { queueLimit: config.writeQueueLimit, sharedBuffersMb: config.pgliteSharedBuffersMb });
 }
 
 /** The read replica of DATABASE_READ_URL (delta pulls go there), or undefined. */
