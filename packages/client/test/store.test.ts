@@ -2,7 +2,7 @@ import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileStore, MemoryStore, type OutboxEntry, type Store } from '../src/index.js';
+import { FileStore, MemoryStore, type OutboxEntry, type Store } from '../src/node.js';
 
 let dir: string;
 beforeAll(async () => {
