@@ -85,24 +85,27 @@ export class IndexedDbStore implements Store {
     const meta = tx.objectStore('meta');
     // Requests are queued at once and run in order; awaiting only `tx.done` keeps the transaction alive.
     const requests: Promise<unknown>[] = [];
-    if (batch.checkpoint !== undefined) requests.push(meta.put(batch.checkpoint, CHECKPOINT));
-    for (const r of batch.put ?? []) requests.push(records.put(r, [r.collection, r.id]));
-    for (const entry of batch.enqueue ?? []) requests.push(outbox.put({ seq: ++this.seq, entry }, entry.changeId));
-    for (const changeId of batch.dequeue ?? []) requests.push(outbox.delete(changeId));
-    for (const { changeId, baseVersion } of batch.rebase ?? []) {
-      requests.push(
-        outbox.get(changeId).then((queued) => (queued ? outbox.put({ seq: queued.seq, entry: { ...queued.entry, baseVersion } }, changeId) : undefined)),
-      );
-    }
-    for (const [key, value] of Object.entries(batch.meta ?? {})) requests.push(meta.put(value, META + key));
     try {
+      if (batch.checkpoint !== undefined) requests.push(meta.put(batch.checkpoint, CHECKPOINT));
+      for (const r of batch.put ?? []) requests.push(records.put(r, [r.collection, r.id]));
+      for (const entry of batch.enqueue ?? []) requests.push(outbox.put({ seq: ++this.seq, entry }, entry.changeId));
+      for (const changeId of batch.dequeue ?? []) requests.push(outbox.delete(changeId));
+      for (const { changeId, baseVersion } of batch.rebase ?? []) {
+        requests.push(
+          outbox.get(changeId).then((queued) => (queued ? outbox.put({ seq: queued.seq, entry: { ...queued.entry, baseVersion } }, changeId) : undefined)),
+        );
+      }
+      for (const [key, value] of Object.entries(batch.meta ?? {})) requests.push(meta.put(value, META + key));
       await Promise.all([...requests, tx.done]);
     } catch (cause) {
+      // A request refused (a value that cannot be stored, the quota): nothing of the batch stays.
       try {
         tx.abort();
       } catch {
         // already finished or aborted
       }
+      await tx.done.catch(() => undefined);
+      for (const request of requests) request.catch(() => undefined);
       throw new FieldsyncError('STORE', `IndexedDB write failed: ${(cause as Error)?.message ?? cause}`, { cause });
     }
   }
