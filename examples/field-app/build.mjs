@@ -30,7 +30,7 @@ export async function buildFieldApp(opts = {}) {
     bundle: true,
     format: 'esm',
     platform: 'browser',
-    target: ['es2020', 'chrome90', 'safari14', 'firefox90'],
+    target: 'es2020',
     minify: opts.minify ?? true,
     legalComments: 'none',
     write: false,

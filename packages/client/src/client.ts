@@ -89,6 +89,12 @@ export interface ClientEvents {
   retry: (info: RetryInfo) => void;
   /** A background failure (live mode sync, socket authentication, the store). */
   error: (error: FieldsyncError) => void;
+  /**
+   * The server kept another record for one of this device's creates (a private conversation
+   * of a pair that has one already): the local record is gone, queued changes that named it
+   * now name `serverId` (a screen showing the local one should show that one).
+   */
+  idChanged: (event: { collection: string; localId: string; serverId: string }) => void;
   /** Live: a chat message of a conversation you take part in, sent by someone else (or your other device). */
   message: (message: Message) => void;
   /** Live: another participant started or stopped typing. */
@@ -119,6 +125,8 @@ interface Watcher {
 }
 
 const MAX_BATCH = 1000;
+/** Collections whose create the server may answer with another, existing record (`serverId`). */
+const REMAPPABLE = new Set(['conversations']);
 const MAX_PAGE = 5000;
 
 /**
@@ -533,6 +541,11 @@ export class FieldsyncClient {
     for (;;) {
       await this.persisted;
       const batch = this.replica.queued(true).slice(0, size);
+      // A create the server may answer with another record (a private conversation that
+      // exists already) ends its batch: the changes after it are sent once their references
+      // are rewritten to the record the server chose.
+      const remappable = batch.findIndex((e) => e.operation === 'create' && REMAPPABLE.has(e.collection));
+      if (remappable >= 0) batch.splice(remappable + 1);
       if (batch.length === 0) return;
       this.setState({ status: 'pushing' });
       const body = { deviceId: this.deviceId, changes: batch.map(toWire) };
@@ -575,6 +588,7 @@ export class FieldsyncClient {
     let owed = result.acknowledged.filter((a) => a.status === 'conflict').length;
     const dequeue: string[] = [];
     const rebase: StoreBatch['rebase'] = [];
+    const rewritten: OutboxEntry[] = [];
     const events: (() => void)[] = [];
     batch.forEach((entry, i) => {
       const ack = byChangeId.get(entry.changeId) ?? (result.acknowledged[i]?.changeId === undefined ? result.acknowledged[i] : undefined);
@@ -584,10 +598,19 @@ export class FieldsyncClient {
       if (ack.success && entry.operation === 'create' && ack.serverId && ack.serverId !== entry.id) {
         // The server named another record for this create (the private conversation of the
         // pair that exists already): the local copy goes; the pull brings that record.
+        // Queued changes that name the local id (messages of the conversation) now name the
+        // server's, so they land where the server keeps them.
         summary.pushed++;
         const before = this.replica.view(entry.collection, entry.id);
         this.replica.drop(entry.changeId);
-        events.push(() => this.emitChange(entry.collection, entry.id, before, 'remote'));
+        const serverId = ack.serverId;
+        const moved = this.replica.rewriteReferences(entry.id, serverId);
+        rewritten.push(...moved.map((m) => m.entry));
+        events.push(() => {
+          this.emitChange(entry.collection, entry.id, before, 'remote');
+          for (const m of moved) this.emitChange(m.entry.collection, m.entry.id, m.before, 'remote');
+          this.events.emit('idChanged', { collection: entry.collection, localId: entry.id, serverId });
+        });
       } else if (ack.success) {
         summary.pushed++;
         rebase.push(...this.replica.acknowledge(entry.changeId, ack.version));
@@ -612,7 +635,7 @@ export class FieldsyncClient {
     });
     // A batch with no answer at all would be sent again forever.
     if (dequeue.length === 0) throw new FieldsyncError('BAD_RESPONSE', 'The server acknowledged none of the changes of a push');
-    void this.persist({ dequeue, rebase });
+    void this.persist({ dequeue, rebase, ...(rewritten.length > 0 ? { enqueue: rewritten } : {}) });
     this.setState({ pending: this.replica.pending });
     for (const emit of events) emit();
   }

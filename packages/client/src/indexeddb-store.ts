@@ -88,7 +88,10 @@ export class IndexedDbStore implements Store {
     try {
       if (batch.checkpoint !== undefined) requests.push(meta.put(batch.checkpoint, CHECKPOINT));
       for (const r of batch.put ?? []) requests.push(records.put(r, [r.collection, r.id]));
-      for (const entry of batch.enqueue ?? []) requests.push(outbox.put({ seq: ++this.seq, entry }, entry.changeId));
+      for (const entry of batch.enqueue ?? []) {
+        // Requests complete in order, so sequence numbers are taken in the batch's order; a change queued already keeps its place.
+        requests.push(outbox.get(entry.changeId).then((queued) => outbox.put({ seq: queued?.seq ?? ++this.seq, entry }, entry.changeId)));
+      }
       for (const changeId of batch.dequeue ?? []) requests.push(outbox.delete(changeId));
       for (const { changeId, baseVersion } of batch.rebase ?? []) {
         requests.push(

@@ -100,3 +100,24 @@ describe('chat through the SDK', () => {
     expect(await phone.get('conversations', existing.id)).toMatchObject({ type: 'private' });
   });
 });
+
+describe('a message written in a conversation the server then answers with another id', () => {
+  it('lands in the conversation the server kept, once, and the app is told the new id', async () => {
+    const dee = await createAgent(app, 'sdk-chat-dee');
+    const existing = (await app.api('POST', '/api/conversations', { key: ana.apiKey, body: { type: 'private', participants: [dee.agent.id] } })).body.data;
+    const phone = await open(dee, 'dee-offline');
+    const moved: { collection: string; localId: string; serverId: string }[] = [];
+    phone.on('idChanged', (e) => moved.push(e));
+    // Offline, as a phone in a tunnel: the conversation and two messages in it, queued together.
+    const local = await phone.create('conversations', { type: 'private', participants: [ana.agent.id] });
+    const first = await phone.sendMessage(local.id, 'first, written offline');
+    await phone.sendMessage(local.id, 'second');
+    await phone.sync();
+    expect(phone.state.pending).toBe(0);
+    expect(moved).toEqual([{ collection: 'conversations', localId: local.id, serverId: existing.id }]);
+    const onServer = await app.api('GET', `/api/conversations/${existing.id}/messages`, { key: ana.apiKey });
+    expect(onServer.body.data.messages.map((m: Message) => m.content)).toEqual(['first, written offline', 'second']);
+    expect(await phone.get('messages', first.id)).toMatchObject({ conversationId: existing.id });
+    expect(await phone.list('messages', { where: { conversationId: local.id } })).toEqual([]);
+  });
+});

@@ -116,6 +116,19 @@ describe.each(STORES)('the store contract: %s', (_name, makeDevice) => {
     });
   });
 
+  it('replaces a queued change enqueued again in place (a reference rewritten), keeping the outbox order', async () => {
+    const open = makeDevice();
+    const store = open();
+    await store.load();
+    await store.write({ enqueue: [entry(1), entry(2), entry(3)] });
+    await store.write({ enqueue: [{ ...entry(2), data: { firstName: 'Rewritten' } }], dequeue: ['c1'] });
+    await store.close();
+    const again = open();
+    const loaded = await again.load();
+    await again.close();
+    expect(loaded.outbox).toEqual([{ ...entry(2), data: { firstName: 'Rewritten' } }, entry(3)]);
+  });
+
   it('keeps an outbox of hundreds of changes in order, and pages of records', async () => {
     const open = makeDevice();
     const store = open();
