@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -11,6 +11,8 @@ import { createAgent, startTestApp, uniquePhone, type TestApp } from '../../../p
  */
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+// Never skipped: these tests are the proof that the app works offline in a browser.
+if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
 const ARTIFACTS = join(import.meta.dirname, '..', '..', '..', 'test-artifacts');
 const ANA = { code: 'FIELDANA', password: 'ana-password-123' };
 const BEN = { code: 'FIELDBEN', password: 'ben-password-123' };
@@ -210,6 +212,11 @@ describe('the field app at /app/', () => {
       const { context, page } = await phone();
       await signIn(page, ANA, own.url);
       await page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
+      // Installable on a phone: Chromium's own check of the manifest, icons and service worker
+      // (it lists every unmet criterion; a test context is incognito, where nothing installs).
+      const cdp = await context.newCDPSession(page);
+      const { installabilityErrors } = (await cdp.send('Page.getInstallabilityErrors')) as { installabilityErrors: { errorId: string }[] };
+      expect(installabilityErrors.filter((e) => e.errorId !== 'in-incognito')).toEqual([]);
       await own.close(); // no server at all now: only the service worker's cache can answer
       const reload = await page.reload();
       expect(reload?.status()).toBe(200);
