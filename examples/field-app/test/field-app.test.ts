@@ -100,6 +100,23 @@ describe('the field app at /app/', () => {
     }
   });
 
+  it("serves the app's files without spending the address's request budget (a page load is several files)", async () => {
+    const limited = await startTestApp('pglite', { RATE_LIMIT_PER_MINUTE: '5' });
+    try {
+      for (let i = 0; i < 3; i++) {
+        for (const path of ['/app/', '/app/app.js', '/app/style.css', '/app/sw.js', '/app/manifest.webmanifest', '/app/icon.svg']) {
+          expect((await fetch(limited.url + path)).status, path).toBe(200);
+        }
+      }
+      // The API it calls is limited as ever.
+      const statuses = [];
+      for (let i = 0; i < 7; i++) statuses.push((await fetch(`${limited.url}/api/contacts`)).status);
+      expect(statuses).toContain(429);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('two phones: live updates, one offline edits and creates, reloads with its outbox in IndexedDB, comes back and converges once', async () => {
     const a = await phone();
     const b = await phone();

@@ -61,7 +61,13 @@ async function loadShell(dir: string): Promise<Shell> {
   const dist = join(dir, 'dist');
   const sources = [join(dir, 'src'), join(dir, 'public'), join(dir, '..', '..', 'packages', 'client', 'src'), join(dir, '..', '..', 'packages', 'protocol', 'src')].filter(existsSync);
   const fresh = existsSync(join(dist, 'sw.js')) && (sources.length === 0 || statSync(join(dist, 'sw.js')).mtimeMs >= Math.max(...sources.map(newest)));
-  if (fresh) return new Map(readdirSync(dist).map((name) => [name, readFileSync(join(dist, name))]));
+  if (fresh) {
+    try {
+      return new Map(readdirSync(dist).map((name) => [name, readFileSync(join(dist, name))]));
+    } catch {
+      // A build replacing dist/ right now: build from the sources instead.
+    }
+  }
   const builder = join(dir, 'build.mjs');
   if (!existsSync(builder)) throw new Error(`The field app is not built (no ${dist}) and its sources are missing`);
   const { buildFieldApp } = (await import(builder)) as { buildFieldApp: () => Promise<Shell> };
