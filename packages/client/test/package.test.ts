@@ -165,6 +165,12 @@ export async function main(): Promise<string> {
     const app = "import { createClient, IndexedDbStore, SqliteStore, MemoryStore } from '@fieldsync/client'; export { createClient, IndexedDbStore, SqliteStore, MemoryStore };";
     expect(await builtinsPulledBy(app, 'browser')).toEqual([]);
     expect(await builtinsPulledBy(app, 'react-native')).toEqual([]);
+    // The protocol's modules too (their schemas are values: typebox comes along).
+    const modules = readdirSync(join(appDir, 'node_modules', '@fieldsync', 'protocol', 'dist')).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3));
+    expect(modules).toEqual(expect.arrayContaining(['sync', 'contacts', 'chat', 'errors']));
+    const protocol = modules.map((m, i) => `export * as m${i} from '@fieldsync/protocol/${m}';`).join('\n');
+    expect(await builtinsPulledBy(protocol, 'browser')).toEqual([]);
+    expect(await builtinsPulledBy(protocol, 'react-native')).toEqual([]);
     // The detector sees what the Node entry pulls in (so an empty list above means something).
     const nodeEntry = await builtinsPulledBy("export { FileStore } from '@fieldsync/client/node';", 'browser');
     expect(nodeEntry.join(' ')).toContain('node:fs/promises');
