@@ -4,7 +4,7 @@
 // The server serves the result at /app/: from dist/ when `npm run build` wrote it and it is
 // fresh, otherwise built in memory on the first request (so `npm start` on a fresh clone works).
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,8 +12,6 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const root = join(here, '..', '..');
 const PUBLIC = join(here, 'public');
 
-/** The folders whose files the app is built from (a build older than any of them is stale). */
-export const SOURCES = [join(here, 'src'), PUBLIC, join(root, 'packages', 'client', 'src'), join(root, 'packages', 'protocol', 'src')];
 /** Where `npm run build` writes the app. */
 export const DIST = join(here, 'dist');
 
@@ -58,17 +56,4 @@ export async function buildFieldApp(opts = {}) {
     for (const [name, contents] of files) writeFileSync(join(opts.outdir, name), contents);
   }
   return files;
-}
-
-/** The newest modification time of the app's sources. */
-export function newestSource() {
-  const newest = (dir) => {
-    let latest = 0;
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name);
-      latest = Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
-    }
-    return latest;
-  };
-  return Math.max(...SOURCES.map(newest));
 }
