@@ -44,19 +44,33 @@ export function parseRetryAfter(value: string | null | undefined, now = Date.now
   return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
 }
 
-/** Resolves after `ms`, or rejects with a `CLOSED` error as soon as `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Resolves after `ms`, or early when `wake` aborts (the network is back); rejects with a
+ * `CLOSED` error as soon as `signal` aborts.
+ */
+export function sleep(ms: number, signal?: AbortSignal, wake?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new FieldsyncError('CLOSED', 'The client was closed'));
-    const timer = setTimeout(() => {
+    if (wake?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
+      wake?.removeEventListener('abort', onWake);
+    };
+    const timer = setTimeout(() => {
+      done();
       resolve();
     }, ms);
     const onAbort = () => {
-      clearTimeout(timer);
+      done();
       reject(new FieldsyncError('CLOSED', 'The client was closed'));
     };
+    const onWake = () => {
+      done();
+      resolve();
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
+    wake?.addEventListener('abort', onWake, { once: true });
   });
 }
 
@@ -83,7 +97,7 @@ export interface RetryInfo {
 export async function withRetry<T>(
   operation: string,
   fn: () => Promise<T>,
-  opts: { backoff?: BackoffOptions; random?: () => number; signal?: AbortSignal; onRetry?: (info: RetryInfo) => void } = {},
+  opts: { backoff?: BackoffOptions; random?: () => number; signal?: AbortSignal; wake?: () => AbortSignal; onRetry?: (info: RetryInfo) => void } = {},
 ): Promise<T> {
   const backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
   for (let attempt = 1; ; attempt++) {
@@ -96,7 +110,7 @@ export async function withRetry<T>(
           ? retryAfterDelay(error.retryAfterMs, backoff, opts.random)
           : backoffDelay(attempt - 1, backoff, opts.random);
       opts.onRetry?.({ operation, attempt, delayMs, code: error.code, status: error.status });
-      await sleep(delayMs, opts.signal);
+      await sleep(delayMs, opts.signal, opts.wake?.());
     }
   }
 }

@@ -7,6 +7,7 @@ import { FieldsyncError } from './errors.js';
 import { HttpTransport, type DeviceInfo, type FetchLike } from './http.js';
 import { MemoryStore } from './memory-store.js';
 import { idempotencyKey, newId, toWire } from './outbox.js';
+import { checkQuery, runQuery, same } from './query.js';
 import { Replica } from './replica.js';
 import { recordKey, type Store, type StoreBatch } from './store.js';
 import type {
@@ -16,6 +17,7 @@ import type {
   ConflictEvent,
   CreateInput,
   OutboxEntry,
+  Query,
   RecordOf,
   SyncProgress,
   SyncRecord,
@@ -65,6 +67,8 @@ export interface ClientOptions {
   autoSyncDelayMs?: number;
   /** In live mode, send a heartbeat this often (60 000 ms). */
   heartbeatIntervalMs?: number;
+  /** Follow the browser's `online` / `offline` events (true; see `setNetworkAvailable`). */
+  networkEvents?: boolean;
   /** Extra socket.io-client options (transports, path, ...). */
   socketOptions?: Partial<ManagerOptions & SocketOptions>;
 }
@@ -85,6 +89,12 @@ export interface ClientEvents {
   retry: (info: RetryInfo) => void;
   /** A background failure (live mode sync, socket authentication, the store). */
   error: (error: FieldsyncError) => void;
+  /**
+   * The server kept another record for one of this device's creates (a private conversation
+   * of a pair that has one already): the local record is gone, queued changes that named it
+   * now name `serverId` (a screen showing the local one should show that one).
+   */
+  idChanged: (event: { collection: string; localId: string; serverId: string }) => void;
   /** Live: a chat message of a conversation you take part in, sent by someone else (or your other device). */
   message: (message: Message) => void;
   /** Live: another participant started or stopped typing. */
@@ -107,18 +117,16 @@ class Lane {
   }
 }
 
-/** Deep equality of JSON values (records). */
-function same(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  const kb = Object.keys(b);
-  if (ka.length !== kb.length) return false;
-  return ka.every((k) => same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+/** One live query: its last delivered result, compared with each new one. */
+interface Watcher {
+  query: Query<any>;
+  callback: (records: any[]) => void;
+  last: SyncRecord[] | undefined;
 }
 
 const MAX_BATCH = 1000;
+/** Collections whose create the server may answer with another, existing record (`serverId`). */
+const REMAPPABLE = new Set(['conversations']);
 const MAX_PAGE = 5000;
 
 /**
@@ -140,7 +148,13 @@ export class FieldsyncClient {
   private readonly backoff: Required<BackoffOptions>;
   private readonly random: () => number;
   private readonly clock: () => number;
-  private current: SyncState = { status: 'idle', live: 'off', checkpoint: 0, pending: 0 };
+  private current: SyncState = { online: false, pending: 0, lastSyncedAt: null, checkpoint: 0, syncing: false, status: 'idle', live: 'off' };
+  private readonly watchers = new Map<string, Set<Watcher>>();
+  private readonly stale = new Set<string>();
+  private refreshQueued = false;
+  /** Aborted (and replaced) when the network is back: retry waits end early. */
+  private wakeUp = new AbortController();
+  private stopNetworkEvents?: () => void;
   private persisted: Promise<void> = Promise.resolve();
   private running?: Promise<SyncSummary>;
   private followUp?: Promise<SyncSummary>;
@@ -185,32 +199,94 @@ export class FieldsyncClient {
     }
     this.replica.load(snapshot);
     if (owner === undefined) await this.persist({ meta: { deviceId: this.deviceId } });
-    this.setState({ checkpoint: this.replica.checkpoint, pending: this.replica.pending });
+    const lastSyncedAt = typeof snapshot.meta.lastSyncedAt === 'string' ? snapshot.meta.lastSyncedAt : null;
+    this.setState({ checkpoint: this.replica.checkpoint, pending: this.replica.pending, lastSyncedAt });
+    if (this.opts.networkEvents !== false) this.listenToNetwork();
     if (this.opts.live) this.connect();
   }
 
   // ---------------------------------------------------------------- reading
 
   /**
-   * The record as this device sees it now (local changes included), or undefined.
+   * The record as this device sees it now (local changes included), or undefined when it does
+   * not exist, was deleted or is not visible to this user. Records are shared with the client:
+   * read them, change them through `update`.
    *
    * @example
-   * const contact = client.get('contacts', id);
+   * const contact = await client.get('contacts', id);
    * console.log(contact?.firstName);
    */
-  get<C extends CollectionName>(collection: C, id: string): RecordOf<C> | undefined {
+  async get<C extends CollectionName>(collection: C, id: string): Promise<RecordOf<C> | undefined> {
     return this.replica.view(collection, id) as RecordOf<C> | undefined;
   }
 
   /**
-   * Every visible record of a collection, optionally filtered.
+   * The visible records of a collection (local changes included) that match `where`, sorted
+   * by `orderBy`, at most `limit`. Runs on the device: no network, offline too.
    *
    * @example
-   * const open = client.list('items', (item) => item.spaceId === spaceId && !item.isCompleted);
+   * const lees = await client.list('contacts', { where: { lastName: 'Lee' }, orderBy: ['firstName', 'asc'], limit: 20 });
+   * const open = await client.list('items', { where: (item) => item.spaceId === spaceId && !item.isCompleted });
    */
-  list<C extends CollectionName>(collection: C, filter?: (record: RecordOf<C>) => boolean): RecordOf<C>[] {
-    const all = this.replica.list(collection) as RecordOf<C>[];
-    return filter ? all.filter(filter) : all;
+  async list<C extends CollectionName>(collection: C, query?: Query<RecordOf<C>>): Promise<RecordOf<C>[]> {
+    checkQuery(query);
+    return runQuery(this.replica.list(collection) as RecordOf<C>[], query);
+  }
+
+  /**
+   * A live query: `callback` gets the result of `list(collection, query)` at once (in a
+   * microtask, after `watch` returned), then again each time a local write, a pull or a live
+   * event changes that result, and never when it does not (results are compared by value).
+   * Changes that arrive together (a pulled page, a live batch) give one callback. Answers the
+   * function that stops it.
+   *
+   * @example
+   * const stop = client.watch('contacts', { orderBy: ['lastName', 'asc'] }, (contacts) => render(contacts));
+   * // later
+   * stop();
+   */
+  watch<C extends CollectionName>(collection: C, query: Query<RecordOf<C>> | undefined, callback: (records: RecordOf<C>[]) => void): () => void {
+    this.assertOpen();
+    checkQuery(query);
+    if (typeof callback !== 'function') throw new FieldsyncError('BAD_REQUEST', 'watch needs a callback');
+    const watcher: Watcher = { query: query ?? {}, callback, last: undefined };
+    let set = this.watchers.get(collection);
+    if (!set) this.watchers.set(collection, (set = new Set()));
+    set.add(watcher);
+    this.invalidate(collection);
+    return () => {
+      set.delete(watcher);
+      if (set.size === 0 && this.watchers.get(collection) === set) this.watchers.delete(collection);
+    };
+  }
+
+  /** A collection's watched results may have changed: re-run them once, after the current task's changes. */
+  private invalidate(collection: string): void {
+    if (!this.watchers.has(collection)) return;
+    this.stale.add(collection);
+    if (this.refreshQueued) return;
+    this.refreshQueued = true;
+    queueMicrotask(() => {
+      this.refreshQueued = false;
+      const collections = [...this.stale];
+      this.stale.clear();
+      for (const collection of collections) {
+        const set = this.watchers.get(collection);
+        if (!set) continue;
+        const all = this.replica.list(collection);
+        for (const watcher of [...set]) {
+          if (!set.has(watcher)) continue; // stopped by an earlier callback
+          const result = runQuery(all, watcher.query);
+          if (watcher.last !== undefined && same(result, watcher.last)) continue;
+          watcher.last = result;
+          try {
+            watcher.callback([...result]);
+          } catch (error) {
+            this.events.onListenerError(error, 'watch');
+          }
+        }
+      }
+    });
   }
 
   /**
@@ -391,7 +467,7 @@ export class FieldsyncClient {
       await this.pullAll(summary);
       await this.persisted;
       summary.checkpoint = this.replica.checkpoint;
-      this.setState({ status: 'idle', lastSyncAt: new Date().toISOString(), error: undefined });
+      this.synced();
       return summary;
     } catch (error) {
       const e = error instanceof FieldsyncError ? error : new FieldsyncError('INTERNAL', String((error as Error)?.message ?? error), { cause: error });
@@ -400,8 +476,64 @@ export class FieldsyncClient {
     }
   }
 
+  /** A sync or pull finished: the time is shown as "last synced" and kept for the next start. */
+  private synced(): void {
+    const lastSyncedAt = new Date().toISOString();
+    this.setState({ status: 'idle', lastSyncedAt, error: undefined });
+    void this.persist({ meta: { lastSyncedAt } });
+  }
+
   private retryOptions() {
-    return { backoff: this.backoff, random: this.random, signal: this.closing.signal, onRetry: (info: RetryInfo) => this.events.emit('retry', info) };
+    return {
+      backoff: this.backoff,
+      random: this.random,
+      signal: this.closing.signal,
+      wake: () => this.wakeUp.signal,
+      onRetry: (info: RetryInfo) => this.events.emit('retry', info),
+    };
+  }
+
+  /**
+   * Tells the client whether the device has a network, for platforms without browser events
+   * (React Native's NetInfo): `true` ends the current retry wait and reconnects the live socket
+   * at once; `false` drops a live socket the network took away, so `state.online` says so
+   * now rather than after the socket's ping timeout. Browsers call it by themselves on
+   * `online` / `offline` events (option `networkEvents`).
+   *
+   * @example
+   * NetInfo.addEventListener(({ isConnected }) => client.setNetworkAvailable(isConnected !== false));
+   */
+  setNetworkAvailable(available: boolean): void {
+    if (this.closed) return;
+    const socket = this.liveSocket;
+    if (!available) {
+      if (socket?.connected) socket.io.engine?.close();
+      return;
+    }
+    const wake = this.wakeUp;
+    this.wakeUp = new AbortController();
+    wake.abort();
+    if (!this.liveOn || !socket) return;
+    if (socket.connected) this.scheduleAutoSync(0);
+    else {
+      // A reconnection now, not at the end of socket.io's backoff.
+      socket.disconnect();
+      socket.connect();
+    }
+  }
+
+  /** In a browser: follow its `online` / `offline` events. */
+  private listenToNetwork(): void {
+    const target = globalThis as unknown as { addEventListener?: (type: string, fn: () => void) => void; removeEventListener?: (type: string, fn: () => void) => void };
+    if (typeof target.addEventListener !== 'function' || typeof target.removeEventListener !== 'function') return;
+    const online = () => this.setNetworkAvailable(true);
+    const offline = () => this.setNetworkAvailable(false);
+    target.addEventListener('online', online);
+    target.addEventListener('offline', offline);
+    this.stopNetworkEvents = () => {
+      target.removeEventListener!('online', online);
+      target.removeEventListener!('offline', offline);
+    };
   }
 
   private async pushAll(summary: SyncSummary): Promise<void> {
@@ -409,6 +541,11 @@ export class FieldsyncClient {
     for (;;) {
       await this.persisted;
       const batch = this.replica.queued(true).slice(0, size);
+      // A create the server may answer with another record (a private conversation that
+      // exists already) ends its batch: the changes after it are sent once their references
+      // are rewritten to the record the server chose.
+      const remappable = batch.findIndex((e) => e.operation === 'create' && REMAPPABLE.has(e.collection));
+      if (remappable >= 0) batch.splice(remappable + 1);
       if (batch.length === 0) return;
       this.setState({ status: 'pushing' });
       const body = { deviceId: this.deviceId, changes: batch.map(toWire) };
@@ -451,6 +588,7 @@ export class FieldsyncClient {
     let owed = result.acknowledged.filter((a) => a.status === 'conflict').length;
     const dequeue: string[] = [];
     const rebase: StoreBatch['rebase'] = [];
+    const rewritten: OutboxEntry[] = [];
     const events: (() => void)[] = [];
     batch.forEach((entry, i) => {
       const ack = byChangeId.get(entry.changeId) ?? (result.acknowledged[i]?.changeId === undefined ? result.acknowledged[i] : undefined);
@@ -460,10 +598,19 @@ export class FieldsyncClient {
       if (ack.success && entry.operation === 'create' && ack.serverId && ack.serverId !== entry.id) {
         // The server named another record for this create (the private conversation of the
         // pair that exists already): the local copy goes; the pull brings that record.
+        // Queued changes that name the local id (messages of the conversation) now name the
+        // server's, so they land where the server keeps them.
         summary.pushed++;
         const before = this.replica.view(entry.collection, entry.id);
         this.replica.drop(entry.changeId);
-        events.push(() => this.emitChange(entry.collection, entry.id, before, 'remote'));
+        const serverId = ack.serverId;
+        const moved = this.replica.rewriteReferences(entry.id, serverId);
+        rewritten.push(...moved.map((m) => m.entry));
+        events.push(() => {
+          this.emitChange(entry.collection, entry.id, before, 'remote');
+          for (const m of moved) this.emitChange(m.entry.collection, m.entry.id, m.before, 'remote');
+          this.events.emit('idChanged', { collection: entry.collection, localId: entry.id, serverId });
+        });
       } else if (ack.success) {
         summary.pushed++;
         rebase.push(...this.replica.acknowledge(entry.changeId, ack.version));
@@ -488,7 +635,7 @@ export class FieldsyncClient {
     });
     // A batch with no answer at all would be sent again forever.
     if (dequeue.length === 0) throw new FieldsyncError('BAD_RESPONSE', 'The server acknowledged none of the changes of a push');
-    void this.persist({ dequeue, rebase });
+    void this.persist({ dequeue, rebase, ...(rewritten.length > 0 ? { enqueue: rewritten } : {}) });
     this.setState({ pending: this.replica.pending });
     for (const emit of events) emit();
   }
@@ -507,7 +654,7 @@ export class FieldsyncClient {
     try {
       await this.pullAll(summary);
       await this.persisted;
-      this.setState({ status: 'idle', error: undefined });
+      this.synced();
       return summary.pulled;
     } catch (error) {
       const e = error instanceof FieldsyncError ? error : new FieldsyncError('INTERNAL', String((error as Error)?.message ?? error), { cause: error });
@@ -745,6 +892,8 @@ export class FieldsyncClient {
     if (this.closed) return;
     this.disconnect();
     this.closed = true;
+    this.stopNetworkEvents?.();
+    this.watchers.clear();
     this.closing.abort();
     await this.running?.catch(() => undefined);
     await this.followUp?.catch(() => undefined);
@@ -766,14 +915,18 @@ export class FieldsyncClient {
   }
 
   private emitChange(collection: string, id: string, before: SyncRecord | undefined, source: ChangeEvent['source'], change?: OutboxEntry): void {
-    if (!this.events.has('change')) return;
+    const watched = this.watchers.has(collection);
+    if (!watched && !this.events.has('change')) return;
     const record = this.replica.view(collection, id);
     if (same(before, record)) return;
+    if (watched) this.invalidate(collection);
     this.events.emit('change', { collection, id, op: record ? 'upsert' : 'delete', record, previous: before, source, ...(change ? { change } : {}) });
   }
 
   private setState(patch: Partial<SyncState>): void {
     const next = { ...this.current, ...patch };
+    next.online = next.live === 'connected';
+    next.syncing = next.status === 'pushing' || next.status === 'pulling';
     if (same(next, this.current)) return;
     this.current = next;
     this.events.emit('syncStateChanged', { ...next });

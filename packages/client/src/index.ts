@@ -3,9 +3,9 @@
  * idempotent pushes, paged pulls and live updates over Socket.IO.
  *
  * @example
- * import { createClient, FileStore } from '@fieldsync/client';
+ * import { createClient, IndexedDbStore } from '@fieldsync/client';
  *
- * const client = await createClient({ url, apiKey, deviceId: 'phone-1', store: new FileStore('phone-1.jsonl') });
+ * const client = await createClient({ url, apiKey, deviceId: 'phone-1', store: new IndexedDbStore('fieldsync') });
  * client.on('change', (e) => console.log(e.collection, e.op, e.id));
  * await client.sync();
  * client.connect();
@@ -13,7 +13,8 @@
 export { createClient, FieldsyncClient, type ClientOptions, type ClientEvents } from './client.js';
 export { FieldsyncError } from './errors.js';
 export { MemoryStore } from './memory-store.js';
-export { FileStore, type FileStoreOptions } from './file-store.js';
+export { IndexedDbStore, type IndexedDbStoreOptions } from './indexeddb-store.js';
+export { SqliteStore, type SqlExecutor, type SqlRunner, type SqliteStoreOptions } from './sqlite-store.js';
 export type { Store, StoreBatch, StoreSnapshot, StoredRecord } from './store.js';
 export { backoffDelay, retryAfterDelay, parseRetryAfter, withRetry, DEFAULT_BACKOFF, type BackoffOptions, type RetryInfo } from './backoff.js';
 export type { DeviceInfo, FetchLike } from './http.js';
@@ -42,6 +43,7 @@ export type {
   Project,
   ProjectContact,
   PushAck,
+  Query,
   RecordOf,
   Space,
   SpaceInput,
@@ -52,4 +54,5 @@ export type {
   SyncSummary,
   TerminalSession,
   UpdateInput,
+  Where,
 } from './types.js';

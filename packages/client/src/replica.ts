@@ -132,6 +132,24 @@ export class Replica {
     return rebased;
   }
 
+  /**
+   * Queued changes whose fields name record `from` (a top-level value equal to it) now name
+   * `to`; answers them, with their record's view before, for saving and change events.
+   */
+  rewriteReferences(from: string, to: string): { entry: OutboxEntry; before: SyncRecord | undefined }[] {
+    const out: { entry: OutboxEntry; before: SyncRecord | undefined }[] = [];
+    for (const change of this.local.values()) {
+      if (change.ackedAt !== undefined) continue;
+      const data = change.entry.data;
+      if (!Object.values(data).includes(from)) continue;
+      const before = this.view(change.entry.collection, change.entry.id);
+      const next = Object.fromEntries(Object.entries(data).map(([k, v]) => [k, v === from ? to : v]));
+      change.entry = { ...change.entry, data: next };
+      out.push({ entry: change.entry, before });
+    }
+    return out;
+  }
+
   /** The server refused the change: it leaves the outbox and the view. */
   drop(changeId: string): void {
     const change = this.local.get(changeId);

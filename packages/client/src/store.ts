@@ -26,7 +26,7 @@ export interface StoreBatch {
   checkpoint?: number;
   /** Records to insert or replace. */
   put?: StoredRecord[];
-  /** Changes to append to the outbox. */
+  /** Changes to append to the outbox; one whose changeId is queued already replaces it in place (same position). */
   enqueue?: OutboxEntry[];
   /** Changes to drop from the outbox (acknowledged), by changeId. */
   dequeue?: string[];

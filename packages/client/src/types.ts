@@ -138,19 +138,43 @@ export interface SyncProgress {
 
 /** Where the client stands; emitted as `syncStateChanged` whenever it changes. */
 export interface SyncState {
-  /** `idle`, `pushing` or `pulling`; `error` after a sync failed (see `error`). */
-  status: 'idle' | 'pushing' | 'pulling' | 'error';
-  /** The live socket: `off` when live mode is not on. */
-  live: 'off' | 'connecting' | 'connected';
+  /** The live socket is connected and authenticated: other devices' changes arrive as they happen. */
+  online: boolean;
+  /** Local changes not yet acknowledged by the server ("changes waiting"). */
+  pending: number;
+  /** When a sync (push and pull) or a pull last finished without error (ISO), kept across restarts; null before the first. */
+  lastSyncedAt: string | null;
   /** The server version everything up to which this device has applied. */
   checkpoint: number;
-  /** Local changes not yet acknowledged by the server. */
-  pending: number;
+  /** A push or a pull is under way (see `progress` for a pull's). */
+  syncing: boolean;
+  /** `idle`, `pushing` or `pulling`; `error` after a sync failed (see `error`). */
+  status: 'idle' | 'pushing' | 'pulling' | 'error';
+  /** The live socket: `off` when live mode is not on, `connecting` while (re)connecting. */
+  live: 'off' | 'connecting' | 'connected';
   /** The current (or last) pull's progress. */
   progress?: SyncProgress;
-  /** When the last sync finished without error (ISO). */
-  lastSyncAt?: string;
+  /** Why the last sync failed, until one succeeds. */
   error?: { code: string; message: string };
+}
+
+/** An equality filter: every field given must equal the record's (`{ spaceId, isCompleted: false }`). */
+export type Where<R> = { [K in keyof R]?: R[K] } & Record<string, unknown>;
+
+/**
+ * What `list` and `watch` return: the visible records of one collection that match `where`,
+ * sorted by `orderBy` (then by id, so equal keys keep a stable order), at most `limit`.
+ *
+ * @example
+ * const leads = await client.list('contacts', { where: { company: 'Acme' }, orderBy: ['lastName', 'asc'], limit: 50 });
+ */
+export interface Query<R = SyncRecord> {
+  /** An equality object, or a predicate for anything else (ranges, search). */
+  where?: Where<R> | ((record: R) => boolean);
+  /** `[field, 'asc' | 'desc']`: strings compare by locale, numbers and booleans by value, missing values last. */
+  orderBy?: [field: keyof R & string, direction: 'asc' | 'desc'] | [field: string, direction: 'asc' | 'desc'];
+  /** At most this many records (after sorting). */
+  limit?: number;
 }
 
 /** A record's visible state changed, here or on the server. */

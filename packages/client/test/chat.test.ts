@@ -43,7 +43,7 @@ describe('chat through the SDK', () => {
 
     // Offline: the message is visible locally and waits in the outbox.
     const sent = await phone.sendMessage(conversationId, 'from the tunnel');
-    expect(phone.get('messages', sent.id)).toMatchObject({ content: 'from the tunnel', conversationId, version: 0 });
+    expect(await phone.get('messages', sent.id)).toMatchObject({ content: 'from the tunnel', conversationId, version: 0 });
     await expect(phone.sync()).rejects.toThrow();
     expect(phone.state.pending).toBe(1);
 
@@ -52,9 +52,9 @@ describe('chat through the SDK', () => {
     expect(summary.pushed).toBe(1);
     await until(() => live.some((m) => m.id === sent.id), 5000, 'receive_message');
     // The directory came with the pull: the phone can name people offline.
-    expect(phone.list('users').map((u) => u.id)).toEqual(expect.arrayContaining([ana.agent.id, ben.agent.id]));
+    expect((await phone.list('users')).map((u) => u.id)).toEqual(expect.arrayContaining([ana.agent.id, ben.agent.id]));
     await phone.sync();
-    await until(() => reader.get('messages', sent.id) !== undefined, 5000, 'the message in the reader replica');
+    await until(async () => (await reader.get('messages', sent.id)) !== undefined, 5000, 'the message in the reader replica');
     expect(live.filter((m) => m.id === sent.id)).toHaveLength(1);
     const stored = await app.api('GET', `/api/conversations/${conversationId}/messages`, { key: ben.apiKey });
     expect(stored.body.data.messages.map((m: Message) => m.id)).toEqual([sent.id]);
@@ -86,7 +86,7 @@ describe('chat through the SDK', () => {
     expect(await b.markRead(conversation.id, m.id)).toEqual({ marked: 1 });
     await until(() => statuses.some((s) => s.messageId === m.id && s.status === 'read'), 5000, 'read');
     await b.sync();
-    expect(b.get('messages', m.id)).toMatchObject({ readBy: [cy.agent.id] });
+    expect(await b.get('messages', m.id)).toMatchObject({ readBy: [cy.agent.id] });
   });
 
   it('drops a local private conversation the server answers with the existing one, and pulls that one', async () => {
@@ -96,7 +96,28 @@ describe('chat through the SDK', () => {
     expect(local.id).not.toBe(existing.id);
     await phone.sync();
     expect(phone.state.pending).toBe(0);
-    expect(phone.get('conversations', local.id)).toBeUndefined();
-    expect(phone.get('conversations', existing.id)).toMatchObject({ type: 'private' });
+    expect(await phone.get('conversations', local.id)).toBeUndefined();
+    expect(await phone.get('conversations', existing.id)).toMatchObject({ type: 'private' });
+  });
+});
+
+describe('a message written in a conversation the server then answers with another id', () => {
+  it('lands in the conversation the server kept, once, and the app is told the new id', async () => {
+    const dee = await createAgent(app, 'sdk-chat-dee');
+    const existing = (await app.api('POST', '/api/conversations', { key: ana.apiKey, body: { type: 'private', participants: [dee.agent.id] } })).body.data;
+    const phone = await open(dee, 'dee-offline');
+    const moved: { collection: string; localId: string; serverId: string }[] = [];
+    phone.on('idChanged', (e) => moved.push(e));
+    // Offline, as a phone in a tunnel: the conversation and two messages in it, queued together.
+    const local = await phone.create('conversations', { type: 'private', participants: [ana.agent.id] });
+    const first = await phone.sendMessage(local.id, 'first, written offline');
+    await phone.sendMessage(local.id, 'second');
+    await phone.sync();
+    expect(phone.state.pending).toBe(0);
+    expect(moved).toEqual([{ collection: 'conversations', localId: local.id, serverId: existing.id }]);
+    const onServer = await app.api('GET', `/api/conversations/${existing.id}/messages`, { key: ana.apiKey });
+    expect(onServer.body.data.messages.map((m: Message) => m.content)).toEqual(['first, written offline', 'second']);
+    expect(await phone.get('messages', first.id)).toMatchObject({ conversationId: existing.id });
+    expect(await phone.list('messages', { where: { conversationId: local.id } })).toEqual([]);
   });
 });

@@ -13,7 +13,7 @@ import {
   type FieldsyncClient,
   type RetryInfo,
   type SyncState,
-} from '../src/index.js';
+} from '../src/node.js';
 import { createAgent, device, phone, startTestApp, until, type TestApp } from './helpers.js';
 
 /*
@@ -44,7 +44,7 @@ describe('local writes and sync', () => {
     const changes: ChangeEvent[] = [];
     client.on('change', (e) => changes.push(e));
     const contact = await client.create('contacts', { firstName: 'Ada', phonePrimary: phone() });
-    expect(client.get('contacts', contact.id)).toMatchObject({ firstName: 'Ada', version: 0 });
+    expect(await client.get('contacts', contact.id)).toMatchObject({ firstName: 'Ada', version: 0 });
     expect(client.pendingChanges()).toHaveLength(1);
     expect(changes).toEqual([expect.objectContaining({ op: 'upsert', source: 'local', id: contact.id })]);
     const server = await app.api('GET', `/api/contacts/${contact.id}`);
@@ -62,19 +62,19 @@ describe('local writes and sync', () => {
     const summary = await a.sync();
     expect(summary).toMatchObject({ pushed: 4, rejected: 0 });
     expect(a.pendingChanges()).toEqual([]);
-    expect(a.get('items', item.id)).toMatchObject({ title: 'Call Ada', version: expect.any(Number) });
-    expect(a.get('items', item.id)!.version).toBeGreaterThan(0);
+    expect(await a.get('items', item.id)).toMatchObject({ title: 'Call Ada', version: expect.any(Number) });
+    expect((await a.get('items', item.id))!.version).toBeGreaterThan(0);
 
     await b.sync();
-    expect(b.get('contacts', contact.id)).toMatchObject({ firstName: 'Bo', notes: 'first call' });
+    expect(await b.get('contacts', contact.id)).toMatchObject({ firstName: 'Bo', notes: 'first call' });
     // Space-scoped: b is no member of a's space.
-    expect(b.get('items', item.id)).toBeUndefined();
+    expect(await b.get('items', item.id)).toBeUndefined();
 
     await b.update('contacts', contact.id, { company: 'Acme' });
     await b.sync();
     await a.sync();
-    expect(a.get('contacts', contact.id)).toEqual(b.get('contacts', contact.id));
-    expect(a.get('contacts', contact.id)).toMatchObject({ notes: 'first call', company: 'Acme' });
+    expect(await a.get('contacts', contact.id)).toEqual(await b.get('contacts', contact.id));
+    expect(await a.get('contacts', contact.id)).toMatchObject({ notes: 'first call', company: 'Acme' });
     // Pull again: nothing new.
     expect((await a.sync()).pulled).toBe(0);
     expect(await b.pull()).toBe(0);
@@ -94,7 +94,7 @@ describe('local writes and sync', () => {
     const summary = await a.sync();
     expect(summary.rejected).toBe(1);
     expect(rejected).toEqual(['DUPLICATE']);
-    expect(a.get('contacts', dup.id)).toBeUndefined();
+    expect(await a.get('contacts', dup.id)).toBeUndefined();
     expect(a.pendingChanges()).toEqual([]);
     await a.close();
   });
@@ -156,7 +156,7 @@ describe('persistence', () => {
     const again = await device(app, keyA, 'restart-a', { store: new FileStore(path) });
     expect(again.state.checkpoint).toBe(checkpoint);
     expect(again.pendingChanges().map((e) => e.operation)).toEqual(['create', 'update']);
-    expect(again.get('contacts', c.id)).toMatchObject({ notes: 'offline edit' });
+    expect(await again.get('contacts', c.id)).toMatchObject({ notes: 'offline edit' });
     await again.sync();
     const server = await app.api('GET', `/api/contacts/${c.id}`);
     expect(server.body.data).toMatchObject({ firstName: 'Kept', notes: 'offline edit' });
@@ -164,7 +164,7 @@ describe('persistence', () => {
 
     const third = await device(app, keyA, 'restart-a', { store: new FileStore(path) });
     expect(third.pendingChanges()).toEqual([]);
-    expect(third.get('contacts', c.id)).toMatchObject({ notes: 'offline edit', version: server.body.data.version });
+    expect(await third.get('contacts', c.id)).toMatchObject({ notes: 'offline edit', version: server.body.data.version });
     await third.close();
   });
 
@@ -191,7 +191,7 @@ describe('initial sync', () => {
     expect(progress.map((p) => p.received)).toEqual([...progress.map((p) => p.received)].sort((x, y) => x - y));
     const last = progress[progress.length - 1];
     expect(last).toEqual({ phase: 'initial', received: summary.pulled, total: summary.pulled, done: true });
-    expect(fresh.list('contacts').length).toBeGreaterThanOrEqual(120);
+    expect((await fresh.list('contacts')).length).toBeGreaterThanOrEqual(120);
     await fresh.close();
   });
 });
@@ -330,16 +330,16 @@ describe('live mode', () => {
     a.on('change', (e) => seen.push(e));
     const c = await b.create('contacts', { firstName: 'Live', phonePrimary: phone() });
     await b.sync();
-    await until(() => a.get('contacts', c.id) !== undefined, 5000, 'live change');
+    await until(async () => (await a.get('contacts', c.id)) !== undefined, 5000, 'live change');
     expect(seen).toContainEqual(expect.objectContaining({ id: c.id, op: 'upsert', source: 'remote' }));
-    expect(a.get('contacts', c.id)).toEqual(b.get('contacts', c.id));
+    expect(await a.get('contacts', c.id)).toEqual(await b.get('contacts', c.id));
     expect(a.state.checkpoint).toBe(b.state.checkpoint);
   });
 
   it('pushes local changes by itself shortly after they are made', async () => {
     const a = await live(keyA, 'live-3');
     const c = await a.create('contacts', { firstName: 'Auto', phonePrimary: phone() });
-    await until(() => a.state.pending === 0 && a.get('contacts', c.id)!.version > 0, 5000, 'auto push');
+    await until(async () => a.state.pending === 0 && (await a.get('contacts', c.id))!.version > 0, 5000, 'auto push');
     expect((await app.api('GET', `/api/contacts/${c.id}`)).body.data.firstName).toBe('Auto');
   });
 
@@ -360,8 +360,8 @@ describe('live mode', () => {
     clients.push(b);
     const c = await b.create('contacts', { firstName: 'After gap', phonePrimary: phone() });
     await b.sync();
-    await until(() => a.get('contacts', c.id) !== undefined, 5000, 'event after the gap');
-    expect(a.get('contacts', direct.body.data.id)).toMatchObject({ firstName: 'Gap' });
+    await until(async () => (await a.get('contacts', c.id)) !== undefined, 5000, 'event after the gap');
+    expect(await a.get('contacts', direct.body.data.id)).toMatchObject({ firstName: 'Gap' });
     expect(gets).toEqual([`?version=${before}&limit=1000`]);
   });
 
@@ -375,7 +375,7 @@ describe('live mode', () => {
     await until(() => a.state.live === 'connecting', 2000, 'drop noticed');
     const c = await b.create('contacts', { firstName: 'Missed', phonePrimary: phone() });
     await b.sync();
-    await until(() => a.get('contacts', c.id) !== undefined, 8000, 'catch-up after reconnect');
+    await until(async () => (await a.get('contacts', c.id)) !== undefined, 8000, 'catch-up after reconnect');
     expect(states).toContain('connecting');
     expect(a.state.live).toBe('connected');
   });
@@ -403,7 +403,7 @@ describe('server shutdown', () => {
     await until(() => a.state.live === 'connecting', 2000, 'disconnect noticed');
     const c = await b.create('contacts', { firstName: 'While away', phonePrimary: phone() });
     await b.sync();
-    await until(() => a.get('contacts', c.id) !== undefined, 5000, 'catch-up after the shutdown');
+    await until(async () => (await a.get('contacts', c.id)) !== undefined, 5000, 'catch-up after the shutdown');
     expect(connectedAt - closedAt).toBeGreaterThanOrEqual(400);
   });
 });
@@ -447,9 +447,9 @@ describe('conflicts', () => {
     expect(summary.conflicts).toBe(1);
     expect(conflicts[0].conflict).toMatchObject({ id: c.id, collection: 'contacts', strategy: 'most_recent_wins', outcome: 'server_kept' });
     expect(conflicts[0].change).toMatchObject({ operation: 'update', data: { notes: 'from a' } });
-    expect(a.get('contacts', c.id)).toMatchObject({ notes: 'from b', company: 'B Corp' });
+    expect(await a.get('contacts', c.id)).toMatchObject({ notes: 'from b', company: 'B Corp' });
     await b.sync();
-    expect(a.get('contacts', c.id)).toEqual(b.get('contacts', c.id));
+    expect(await a.get('contacts', c.id)).toEqual(await b.get('contacts', c.id));
   });
 
   it("applies the client's fields under client_wins and tells the device", async () => {
@@ -466,7 +466,7 @@ describe('conflicts', () => {
     a.on('conflict', (e) => conflicts.push(e));
     await a.sync();
     expect(conflicts.map((e) => [e.conflict.strategy, e.conflict.outcome])).toEqual([['client_wins', 'client_applied']]);
-    expect(a.get('items', item.id)).toMatchObject({ title: 'device edit' });
+    expect(await a.get('items', item.id)).toMatchObject({ title: 'device edit' });
     expect((await app.api('GET', `/api/items/${item.id}`, { key: keyA })).body.data.title).toBe('device edit');
   });
 });

@@ -82,6 +82,7 @@ import { alertsRoutes } from './modules/alerts/alerts.routes.js';
 import { createFleetNotifier, fleetRoom } from './modules/fleet/fleet.notifier.js';
 import { mountFleetSocket } from './modules/fleet/fleet.socket.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
+import { fieldAppRoutes } from './field-app/field-app.routes.js';
 import { createPeriodicJob } from './jobs/periodic.js';
 import type { PushEngine } from './sync/push.js';
 
@@ -311,7 +312,7 @@ export async function buildApp(deps: AppDeps) {
       } as unknown as NonNullable<Parameters<typeof rateLimit>[1]>['store'],
       skipOnError: true, // Redis down: serve rather than fail every request
       // The dashboard's static files (a page load is eight of them) cost no budget; its API calls do.
-      allowList: (request) => request.routeOptions.url?.startsWith('/dashboard') === true,
+      allowList: (request) => request.routeOptions.url?.startsWith('/dashboard') === true || request.routeOptions.url?.startsWith('/app') === true,
       keyGenerator: budgetKeyOf,
       errorResponseBuilder: (_request, context) =>
         new AppError('RATE_LIMITED', `Rate limit of ${context.max} requests per minute exceeded; retry in ${context.after}`),
@@ -374,6 +375,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(analyticsRoutes({ analytics }));
   await app.register(alertsRoutes({ alerts }));
   await app.register(dashboardRoutes());
+  await app.register(fieldAppRoutes());
 
   // Real time, on the same HTTP server.
   const realtime = createGateway(app.server, {

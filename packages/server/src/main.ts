@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   }
   const base = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${config.port}`;
   logger.info({ url: base }, 'ready');
-  process.stdout.write(`\n  Fieldsync is ready at ${base}${process.env.FIELDSYNC_RUNNING ? ` (running ${process.env.FIELDSYNC_RUNNING})` : ''}\n  API reference: ${base}/docs\n  Dashboard:     ${base}/dashboard\n  Health:        ${base}/health\n\n`);
+  process.stdout.write(`\n  Fieldsync is ready at ${base}${process.env.FIELDSYNC_RUNNING ? ` (running ${process.env.FIELDSYNC_RUNNING})` : ''}\n  API reference: ${base}/docs\n  Dashboard:     ${base}/dashboard\n  Field app:     ${base}/app/\n  Health:        ${base}/health\n\n`);
 
   let stopping = false;
   const stop = async (signal: string) => {

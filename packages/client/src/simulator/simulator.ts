@@ -298,9 +298,9 @@ class Device {
     // Every written value is unique, so the checker can tell which write a field holds.
     const value = () => `${this.index}#${++this.writes}`;
     const tag = () => `${sim.runId}:${this.deviceId}:${++this.writes}`;
-    const choose = (collection: 'contacts' | 'items') => {
-      const hot = sim.hot[collection].map((id) => client.get(collection, id)).filter((r) => r !== undefined);
-      const all = client.list(collection as string, (r) => collection !== 'items' || r.spaceId === sim.spaceId);
+    const choose = async (collection: 'contacts' | 'items') => {
+      const hot = (await Promise.all(sim.hot[collection].map((id) => client.get(collection, id)))).filter((r) => r !== undefined);
+      const all = await client.list(collection as string, { where: collection === 'items' ? { spaceId: sim.spaceId } : undefined });
       if (hot.length > 0 && rng.chance(0.5)) return rng.pick(hot);
       return all.length > 0 ? rng.pick(all) : undefined;
     };
@@ -321,7 +321,7 @@ class Device {
       return;
     }
     if (op === 'messages.read') {
-      const messages = client.list('messages', (m) => m.conversationId === sim.conversationId && m.version > 0);
+      const messages = await client.list('messages', { where: (m) => m.conversationId === sim.conversationId && m.version > 0 });
       const last = messages.sort((a, b) => Number(a.version) - Number(b.version)).at(-1);
       if (!this.online || !last) return;
       await client.markRead(sim.conversationId, last.id).catch((error) => {
@@ -335,11 +335,11 @@ class Device {
       if (collection === 'contacts') await client.create('contacts', { firstName: value(), phonePrimary: sim.phone(), externalId: tag() });
       else await client.create('items', { spaceId: sim.spaceId, title: value(), refId: tag() });
     } else {
-      const target = choose(collection);
+      const target = await choose(collection);
       if (!target) return;
       // Keep the hot records alive: they are what devices fight over.
       if (operation === 'delete') {
-        if (sim.hot[collection].includes(target.id) || client.list(collection).length < 8) return;
+        if (sim.hot[collection].includes(target.id) || (await client.list(collection)).length < 8) return;
         await client.delete(collection, target.id);
       } else {
         const names = collection === 'contacts' ? CONTACT_FIELDS : ITEM_FIELDS;
@@ -564,15 +564,15 @@ export async function runSimulation(opts: SimulationOptions = {}): Promise<Simul
       server[agent.code] = pulled.records;
       finalVersion = Math.max(finalVersion, pulled.latest);
     }
-    const copies: DeviceCopy[] = devices.map((d) => ({
+    const copies: DeviceCopy[] = await Promise.all(devices.map(async (d) => ({
       device: d.deviceId,
       scope: d.agent.code,
-      records: Object.fromEntries(COLLECTIONS.map((c) => [c, d.client.list(c) as Record<string, unknown>[]])),
+      records: Object.fromEntries(await Promise.all(COLLECTIONS.map(async (c) => [c, (await d.client.list(c)) as Record<string, unknown>[]]))),
       liveMessages: Object.fromEntries(d.liveMessages),
       pending: d.client.state.pending,
       deletedSeen: [...d.deletedSeen],
       written: d.written,
-    }));
+    })));
     const result = checkRun({ server, devices: copies, acks: sim.acks, policies, checkedFields: CHECKED_FIELDS, tagFields: TAG_FIELDS });
 
     return {
