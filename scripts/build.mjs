@@ -31,7 +31,7 @@ rmSync(`${root}packages/server/dist`, { recursive: true, force: true });
 started = Date.now();
 const result = await build({
   absWorkingDir: root,
-  entryPoints: { main: 'packages/server/src/main.ts', cli: 'packages/server/src/cli/main.ts' },
+  entryPoints: { main: 'packages/server/src/main.ts', cli: 'packages/server/src/cli/main.ts', 'prepare-embedded': 'packages/server/src/db/prepare-embedded.ts' },
   outdir,
   bundle: true,
   platform: 'node',

@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { openAnswering, openDb, openReadDb } from './db/open.js';
-import { embeddedDatabaseExists } from './db/pglite.js';
+import { embeddedDatabaseExists, prepareEmbeddedInChild } from './db/pglite.js';
 import { migrate } from './db/migrate.js';
 import { createLogs } from './logging/logger.js';
 import { createTenantsService } from './modules/tenants/tenants.service.js';
@@ -52,27 +51,6 @@ async function reachRedis(redisUrl: string, config: Config, logger: Logger): Pro
   );
 }
 
-/** Set in the child that creates a new embedded database: it migrates it, closes it and exits. */
-const PREPARE_ONLY = 'FIELDSYNC_PREPARE_ONLY';
-
-/**
- * Creates and migrates a new embedded database in a child process: this program again, with
- * PREPARE_ONLY set. PostgreSQL's initdb and the first migrations leave 50 to 150 MB of WASM code
- * and memory behind in the process that ran them, for good; a child gives all of it back when it
- * exits, and the server then opens a database that is ready. Resolves with the child's exit code.
- */
-function prepareInChild(): Promise<number> {
-  const nodeArgs = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
-  const child = spawn(process.execPath, [...nodeArgs, process.argv[1], ...process.argv.slice(2)], {
-    env: { ...process.env, [PREPARE_ONLY]: '1' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  return new Promise((resolve) => {
-    child.once('error', () => resolve(1));
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
-  });
-}
-
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -87,10 +65,9 @@ async function main(): Promise<void> {
   const logs = createLogs({ level: config.logLevel, logDir: config.logDir });
   const { logger } = logs;
   const retrying = { timeoutMs: config.startupTimeoutMs, onRetry: (problem: StartupError, ms: number) => logger.warn(`${problem.message} Retrying in ${ms} ms.`) };
-  if (!config.databaseUrl && !process.env[PREPARE_ONLY] && !embeddedDatabaseExists(config.dataDir)) {
+  if (!config.databaseUrl && !embeddedDatabaseExists(config.dataDir)) {
     logger.info({ at: config.dataDir }, 'creating the embedded database');
-    const code = await prepareInChild();
-    if (code !== 0) process.exit(code); // the child said why
+    await prepareEmbeddedInChild();
   }
   const db = await withStartupRetry(
     () => openAnswering(() => openDb(config)),
@@ -100,11 +77,6 @@ async function main(): Promise<void> {
   logger.info({ database: db.kind, at: config.databaseUrl ? describeUrl(config.databaseUrl) : config.dataDir }, 'database opened');
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
-  if (process.env[PREPARE_ONLY]) {
-    await db.close();
-    await logs.close();
-    process.exit(0);
-  }
   if (config.redisUrl) await reachRedis(config.redisUrl, config, logger);
   // Pulls go to the replica; it must answer at start like the primary.
   const readDb = config.databaseReadUrl

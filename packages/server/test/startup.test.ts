@@ -67,7 +67,7 @@ describe('start-up problems', () => {
     } finally {
       blocker.close();
     }
-  });
+  }, 90_000); // a server creating a new embedded database first: seconds, more on a loaded machine
 
   it('exits 69 when another process holds the data directory', async () => {
     const dir = dataDir();
@@ -80,7 +80,7 @@ describe('start-up problems', () => {
     } finally {
       await first.stop();
     }
-  });
+  }, 90_000);
 
   it.runIf(process.env.TEST_DATABASE_URL)('exits 78 for a database that does not exist, with the command that creates it', async () => {
     const url = new URL(process.env.TEST_DATABASE_URL!);

@@ -33,9 +33,11 @@ function record(event: ChangesEvent, t: number, kind = 'changes') {
   list.push(t);
 }
 
-/** Connects one authenticated Socket.IO client; resolves when the server says `authenticated`. */
-function connectSocketIo(url: string, apiKey: string, deviceId: string): Promise<void> {
-  const socket = io(url, { auth: { apiKey, deviceId }, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 20_000 });
+/** Connects one authenticated Socket.IO client (from `localAddress` when given); resolves when the server says `authenticated`. */
+function connectSocketIo(url: string, apiKey: string, deviceId: string, localAddress?: string): Promise<void> {
+  // localAddress (a loopback address of its own) reaches Node's socket through engine.io-client and ws.
+  const options = { auth: { apiKey, deviceId }, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 20_000, localAddress };
+  const socket = io(url, options as Parameters<typeof io>[1]);
   sockets.push(socket);
   socket.on('changes', (event: ChangesEvent) => record(event, wallNow()));
   socket.on('receive_message', (event: ChangesEvent) => record(event, wallNow(), 'receive_message'));
@@ -72,7 +74,7 @@ serve({
    * Opens the connections `concurrency` at a time. Socket.IO: one per entry of `devices`;
    * ws: `count` to `url`. Answers how many connected and how long it took.
    */
-  async connect(arg: { mode: 'socketio' | 'ws'; url: string; devices?: { apiKey: string; deviceId: string }[]; count?: number; concurrency: number }) {
+  async connect(arg: { mode: 'socketio' | 'ws'; url: string; devices?: { apiKey: string; deviceId: string; localAddress?: string }[]; count?: number; concurrency: number }) {
     const total = arg.mode === 'socketio' ? arg.devices!.length : arg.count!;
     const t0 = wallNow();
     let connected = 0;
@@ -80,7 +82,7 @@ serve({
     let firstError: string | undefined;
     for (let start = 0; start < total; start += arg.concurrency) {
       const wave = Array.from({ length: Math.min(arg.concurrency, total - start) }, (_, k) =>
-        arg.mode === 'socketio' ? connectSocketIo(arg.url, arg.devices![start + k].apiKey, arg.devices![start + k].deviceId) : connectWs(arg.url),
+        arg.mode === 'socketio' ? connectSocketIo(arg.url, arg.devices![start + k].apiKey, arg.devices![start + k].deviceId, arg.devices![start + k].localAddress) : connectWs(arg.url),
       );
       for (const outcome of await Promise.allSettled(wave)) {
         if (outcome.status === 'fulfilled') connected++;

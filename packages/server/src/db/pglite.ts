@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
 import { DB_DEFAULTS, transactionError, type Db, type DbOptions, type Queryable, type QueryResult } from './db.js';
 import { createKeyedQueue } from './keyed-queue.js';
@@ -33,6 +35,24 @@ export const embeddedDatabaseDir = (dataDir: string) => join(dataDir, 'pglite');
 
 /** Whether DATA_DIR holds an embedded database (PostgreSQL's initdb has run there). */
 export const embeddedDatabaseExists = (dataDir: string) => existsSync(join(embeddedDatabaseDir(dataDir), 'PG_VERSION'));
+
+/**
+ * Creates and migrates a new embedded database in a child process (prepare-embedded), so that
+ * what initdb and the first migrations leave behind goes with the child. Resolves true when the
+ * child succeeded; false otherwise, and the caller opens the database itself, which then fails
+ * or succeeds with its usual errors (the child is a saving of memory, never a new way to fail).
+ * From the sources (tsx) the child runs the TypeScript entry, from the compiled build its bundle.
+ */
+export function prepareEmbeddedInChild(env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  const fromSources = import.meta.url.endsWith('.ts');
+  const entry = fileURLToPath(new URL(fromSources ? './prepare-embedded.ts' : './prepare-embedded.js', import.meta.url));
+  const args = fromSources ? ['--import', import.meta.resolve('tsx'), entry] : [entry];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { env, stdio: 'ignore' });
+    child.once('error', () => resolve(false));
+    child.once('exit', (code) => resolve(code === 0));
+  });
+}
 
 /**
  * A Db over embedded PGlite: file-backed under `dataDir/pglite`, or in memory when `dataDir`

@@ -1,0 +1,147 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { closed, freePort, ROOT, sleep } from '../../src/lib/child-server.js';
+import { withWorkers, type Worker } from '../lib/ipc.js';
+import { stopChild, track } from '../lib/proc.js';
+import { startFieldsync, type RunningServer } from '../lib/server.js';
+import { NotAvailable, type Scenario } from '../lib/types.js';
+import { fanoutMetrics, measureFanout, measureWsFanout, connectWs, replayPayload, withWsServer, writerOf } from './fanout.js';
+
+const INSTANCES = 3;
+/** Sockets per load process. */
+const PER_WORKER = 2500;
+/** Client addresses (127.0.1.1 upwards): nginx's sticky hash spreads clients by address. */
+const ADDRESSES = 64;
+const CONNECT_WAVE = 100;
+
+const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((path) => spawnSync(path, ['-v']).status === 0);
+
+/**
+ * deploy/nginx.conf for this run: the three instances' ports, a free listen port, and room
+ * for every client twice over (a client connection and its upstream connection each).
+ */
+function nginxConfig(ports: number[], listen: number, sockets: number): string {
+  let conf = readFileSync(join(ROOT, 'deploy/nginx.conf'), 'utf8');
+  const upstream = /server 127\.0\.0\.1:300\d[^\n]*\n/g;
+  if (conf.match(upstream)?.length !== ports.length) throw new Error(`deploy/nginx.conf does not list ${ports.length} upstream servers`);
+  let n = 0;
+  conf = conf.replace(upstream, (line) => line.replace(/300\d/, String(ports[n++])));
+  return conf
+    .replace('listen 80;', `listen 127.0.0.1:${listen};`)
+    .replace('worker_processes auto;', `worker_processes auto;\nworker_rlimit_nofile ${4 * sockets + 1024};`)
+    .replace(/worker_connections \d+;/, `worker_connections ${2 * sockets + 1024};`);
+}
+
+async function startNginx(ports: number[], sockets: number): Promise<{ url: string; stop(): Promise<void> }> {
+  if (!NGINX) throw new NotAvailable('nginx is not installed (apt-get install -y nginx-light)');
+  const prefix = mkdtempSync(join(tmpdir(), 'fieldsync-bench-nginx-'));
+  mkdirSync(join(prefix, 'logs'));
+  const port = await freePort();
+  writeFileSync(join(prefix, 'nginx.conf'), nginxConfig(ports, port, sockets));
+  const child: ChildProcess = track(
+    spawn(NGINX, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-g', `daemon off; pid ${join(prefix, 'nginx.pid')}; error_log ${join(prefix, 'logs/error.log')} warn;`], { stdio: 'ignore' }),
+  );
+  const exited = closed(child);
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    await stopChild(child, 'SIGQUIT', 10_000);
+    await exited;
+    rmSync(prefix, { recursive: true, force: true });
+  };
+  for (let i = 0; ; i++) {
+    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) return { url, stop };
+    if (i > 200) {
+      const log = readFileSync(join(prefix, 'logs/error.log'), 'utf8');
+      await stop();
+      throw new Error(`nginx did not come up: ${log}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** Sockets an instance holds, from its /metrics (`fieldsync_socket_connections`). */
+async function socketsOf(server: RunningServer, adminKey: string): Promise<number> {
+  const text = await fetch(`${server.url}/metrics`, { headers: { 'x-api-key': adminKey } }).then((r) => r.text());
+  return [...text.matchAll(/^fieldsync_socket_connections(?:\{[^}]*\})? (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+/** Connects `devices` through `url` from the workers, each device from one of `ADDRESSES` loopback addresses. */
+async function connectSpread(url: string, workers: Worker[], devices: { apiKey: string; deviceId: string; localAddress: string }[]) {
+  const per = Math.ceil(devices.length / workers.length);
+  const results = await Promise.all(
+    workers.map((w, i) =>
+      w.call<{ connected: number; failed: number; firstError?: string; ms: number }>(
+        'connect',
+        { mode: 'socketio', url, devices: devices.slice(i * per, (i + 1) * per), concurrency: CONNECT_WAVE },
+        600_000,
+      ),
+    ),
+  );
+  const failed = results.reduce((n, r) => n + r.failed, 0);
+  if (failed > 0) throw new Error(`${failed} of ${devices.length} sockets failed to connect through nginx: ${results.find((r) => r.firstError)?.firstError}`);
+  return { ms: Math.max(...results.map((r) => r.ms)) };
+}
+
+/**
+ * SPEC §12 / §14: one change reaching 10,000 devices (2,000 with --quick) spread over three
+ * instances behind nginx (deploy/nginx.conf, sticky by client address), fanned out between the
+ * instances through Redis. The writer pushes through nginx too. Limit: the same payload
+ * broadcast by one bare ws server to as many clients.
+ */
+export const fanoutNginx: Scenario = {
+  name: 'fanout-10k-nginx',
+  title: 'one change reaching 10,000 devices over 3 instances behind nginx',
+  budgetMs: ({ quick }) => (quick ? 180_000 : 600_000),
+  async run(ctx) {
+    const redisUrl = process.env.BENCH_REDIS_URL ?? process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const total = ctx.scale.connections;
+    const instances = await Promise.all(
+      Array.from({ length: INSTANCES }, () => startFieldsync({ databaseUrl: ctx.databaseUrl, adminKey: ctx.a.adminKey, env: { REDIS_URL: redisUrl } })),
+    ).catch((error) => {
+      throw new NotAvailable(`three instances on Redis at ${redisUrl} did not start: ${(error as Error).message.split('\n')[0]}`);
+    });
+    const nginx = await startNginx(instances.map((s) => Number(new URL(s.url).port)), total).catch(async (error) => {
+      await Promise.all(instances.map((s) => s.stop()));
+      throw error;
+    });
+    try {
+      const devices = Array.from({ length: total }, (_, n) => ({
+        apiKey: ctx.a.agents[n % ctx.a.agents.length].apiKey,
+        deviceId: `nginx-${n}`,
+        localAddress: `127.0.1.${1 + (n % ADDRESSES)}`,
+      }));
+      const workerCount = Math.max(1, Math.ceil(total / PER_WORKER));
+      return await withWorkers('sockets.ts', workerCount, async (workers) => {
+        const connect = await connectSpread(nginx.url, workers, devices);
+        await sleep(ctx.scale.settleMs);
+        const spread = await Promise.all(instances.map((s) => socketsOf(s, ctx.a.adminKey)));
+        const held = spread.reduce((a, b) => a + b, 0);
+        if (held < total) throw new Error(`the instances hold ${held} of ${total} sockets (${spread.join(' / ')})`);
+        const writer = writerOf(ctx, 'nginx-writer', nginx.url);
+        await writer.send('warm-up');
+        await sleep(1000);
+        const server = await measureFanout(workers, total, ctx.scale.fanoutChanges, 500, writer.send);
+        writer.client.close();
+        const payload = replayPayload(await workers[0].call('sample'));
+        await Promise.all(workers.map((w) => w.call('close', undefined, 60_000)));
+
+        const limit = await withWsServer(async (ws) => {
+          await connectWs(workers, ws.wsUrl, [{ room: 'a', count: total }]);
+          await sleep(ctx.scale.settleMs);
+          const run = await measureWsFanout(workers, ws.url, payload, total, ctx.scale.fanoutChanges, 500);
+          await Promise.all(workers.map((w) => w.call('close', undefined, 60_000)));
+          return run;
+        });
+        return {
+          metrics: fanoutMetrics('fanout-10k-nginx', server, limit, 200),
+          details: { devices: total, socketsPerInstance: spread, connectMs: connect.ms, changes: ctx.scale.fanoutChanges },
+        };
+      });
+    } finally {
+      await nginx.stop();
+      await Promise.all(instances.map((s) => s.stop()));
+    }
+  },
+};
