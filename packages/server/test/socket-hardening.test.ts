@@ -193,7 +193,7 @@ describe.each(twoInstances)('socket revocation across two instances (Redis %s)',
   let one: TestApp;
   let two: TestApp;
   beforeAll(async () => {
-    const env = { REDIS_URL: redisUrl, AUTH_CACHE_MS: '60000' };
+    const env = { REDIS_URL: redisUrl, AUTH_CACHE_MS: '60000', MAX_SOCKETS_PER_CREDENTIAL: '3' };
     one = await startTestApp('postgres', env);
     two = await startTestApp('postgres', env, { sharedDb: one.testDb });
   });
@@ -217,6 +217,23 @@ describe.each(twoInstances)('socket revocation across two instances (Redis %s)',
       expect((await two.api('GET', '/api/sync/delta?version=0&limit=1', { key: a.apiKey })).status).toBe(200);
     } finally {
       closeAll(s);
+    }
+  });
+
+  it('counts a credential\'s sockets on both instances against MAX_SOCKETS_PER_CREDENTIAL', async () => {
+    const a = await createAgent(one, 'SHX2');
+    const dev = () => `x-${randomUUID()}`;
+    const held = [await authedProbe(one.url, { apiKey: a.apiKey, deviceId: dev() }), await authedProbe(two.url, { apiKey: a.apiKey, deviceId: dev() })];
+    try {
+      held.push(await authedProbe(two.url, { apiKey: a.apiKey, deviceId: dev() }));
+      // Three held across the instances: a fourth is refused on either.
+      expect((await refusedWith(one.url, { apiKey: a.apiKey, deviceId: dev() })).data).toMatchObject({ error: 'RATE_LIMITED' });
+      expect((await refusedWith(two.url, { apiKey: a.apiKey, deviceId: dev() })).data).toMatchObject({ error: 'RATE_LIMITED' });
+      closeAll(held.pop());
+      await quiet(200);
+      held.push(await authedProbe(one.url, { apiKey: a.apiKey, deviceId: dev() }));
+    } finally {
+      closeAll(...held);
     }
   });
 });

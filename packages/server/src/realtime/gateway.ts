@@ -21,6 +21,7 @@ import type {
 } from '@fieldsync/protocol/events';
 import { AppError } from '../errors.js';
 import { sha256 } from '../lib/hash.js';
+import { within } from '../lib/within.js';
 import { refusalOf, screenBatch } from '../lib/values.js';
 import { compileBodyValidator } from '../lib/validation.js';
 import type { Role } from '@fieldsync/protocol/auth';
@@ -146,6 +147,9 @@ export interface SocketLifecycle {
   gone(principal: Principal, socketId: string): void;
 }
 
+/** How long an instance waits for the others' answers (the credential's socket count). */
+const CLUSTER_ANSWER_MS = 2000;
+
 /** `authenticate` events a socket may send before it is disconnected. */
 export const MAX_AUTH_ATTEMPTS = 3;
 
@@ -205,9 +209,31 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     return { principal, auth };
   };
 
-  /** How many sockets hold a credential, on every instance. */
-  const socketsOf = async (key: string) =>
-    clustered ? (await io.in(rooms.credential(key)).fetchSockets()).length : (io.of('/').adapter.rooms.get(rooms.credential(key))?.size ?? 0);
+  /** How many sockets of this instance hold a credential. */
+  const localSocketsOf = (key: string) => io.of('/').adapter.rooms.get(rooms.credential(key))?.size ?? 0;
+  (io.on as (event: string, listener: (key: string, reply: (count: number) => void) => void) => void)('fieldsync:credential-sockets', (key, reply) =>
+    reply(localSocketsOf(key)),
+  );
+
+  /**
+   * How many sockets hold a credential, on every instance: each instance answers with its own
+   * count (one number each, not the sockets: a storm of 10,000 admissions asking for 1,000
+   * sockets' descriptions each timed the handshakes out). Other instances that do not answer in
+   * time are not counted, and the limit holds on this instance alone: a safeguard must not turn
+   * away every device when the cluster is slow.
+   */
+  const socketsOf = async (key: string, max: number) => {
+    const local = localSocketsOf(key);
+    if (!clustered || local >= max) return local;
+    try {
+      const ask = io.serverSideEmitWithAck as unknown as (event: string, key: string) => Promise<number[]>;
+      const others = await within(ask.call(io, 'fieldsync:credential-sockets', key), CLUSTER_ANSWER_MS, 'the other instances');
+      return others.reduce((sum, n) => sum + (Number.isFinite(n) ? n : 0), local);
+    } catch (error) {
+      log.warn({ err: error }, "counting a credential's sockets on the other instances timed out; this instance's count applies");
+      return local;
+    }
+  };
 
   /**
    * Everything an admission needs that takes a round trip (credentials, the socket limit, the
@@ -221,7 +247,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
     const before = seen(principal.userId);
     const key = credentialKey(auth);
     const max = deps.maxSocketsPerCredential;
-    if (max !== undefined && (await socketsOf(key)) >= max) {
+    if (max !== undefined && (await socketsOf(key, max)) >= max) {
       throw new AppError('RATE_LIMITED', `This credential holds ${max} sockets already; close one first`);
     }
     const audiences = await deps.audiencesOf(principal.tenantId, principal.userId);
