@@ -1,7 +1,7 @@
 import { FieldsyncError } from './errors.js';
 import type { Query, SyncRecord } from './types.js';
 
-/** Deep equality of JSON values (records, query results). */
+/** Deep equality of JSON values (records, query results), object key order aside. */
 export function same(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
@@ -9,7 +9,7 @@ export function same(a: unknown, b: unknown): boolean {
   const ka = Object.keys(a);
   const kb = Object.keys(b);
   if (ka.length !== kb.length) return false;
-  return ka.every((k) => same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
 const collator = new Intl.Collator(undefined, { sensitivity: 'base', numeric: true });

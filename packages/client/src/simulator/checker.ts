@@ -2,6 +2,7 @@
  * The simulator's end-of-run checks, as a pure function of what was observed: the server's
  * final state, every device's copy, and every acknowledgement devices received.
  */
+import { same } from '../query.js';
 
 /** A record as a delta pull returns it (tombstones included). */
 export interface ServerRecord {
@@ -78,16 +79,6 @@ const LATEST_WINS = new Set(['most_recent_wins', 'field_merge']);
 
 const key = (collection: string, id: string) => `${collection}:${id}`;
 
-/** Deep equality of JSON values, object key order aside. */
-export function sameJson(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  const kb = Object.keys(b);
-  if (ka.length !== kb.length) return false;
-  return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
-}
 
 const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v));
 
@@ -132,7 +123,7 @@ export function checkRun(input: CheckInput): CheckResult {
       const local = mine.get(k);
       if (!local) {
         violations.push({ kind: 'divergent-copy', device: copy.device, collection: r.collection, id: r.id, message: `${copy.device} lacks ${k}` });
-      } else if (!sameJson(local.data, r.data)) {
+      } else if (!same(local.data, r.data)) {
         violations.push({
           kind: 'divergent-copy',
           device: copy.device,
@@ -204,7 +195,7 @@ export function checkRun(input: CheckInput): CheckResult {
       } else {
         allowed = setting;
       }
-      if (!allowed.some((w) => sameJson(w.data[field], actual))) {
+      if (!allowed.some((w) => same(w.data[field], actual))) {
         const expected = allowed.map((w) => `${show(w.data[field])} (${w.device} at ${w.timestamp})`).join(' or ');
         violations.push({ kind: 'lost-field', collection, id: r!.id, message: `${k}.${field} is ${show(actual)}; ${strategy} says ${expected}` });
       }
@@ -261,7 +252,7 @@ function diffOf(local: Record<string, unknown>, server: Record<string, unknown>)
   const fields = new Set([...Object.keys(local), ...Object.keys(server)]);
   const out: string[] = [];
   for (const f of fields) {
-    if (!sameJson(local[f], server[f])) out.push(`${f}: ${show(local[f])} vs ${show(server[f])}`);
+    if (!same(local[f], server[f])) out.push(`${f}: ${show(local[f])} vs ${show(server[f])}`);
   }
   return out.slice(0, 4).join('; ');
 }
