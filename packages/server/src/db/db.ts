@@ -24,6 +24,14 @@ export interface TransactionOptions {
    * and wait for their turn without holding a connection (a tenant's writes: docs/architecture.md).
    */
   queue?: string;
+  /**
+   * With `queue`: transactions of the queue that wait for their turn together share one
+   * database transaction and one commit (group commit), each under a savepoint of its own, in
+   * arrival order. One that throws is rolled back to its savepoint and fails alone; each caller
+   * is answered after the shared commit. A lone transaction runs as without `group`. Each
+   * function runs in its caller's async context (AsyncResource.bind), whoever's turn runs it.
+   */
+  group?: boolean;
   /** `lock_timeout` of this transaction in ms; 0 leaves the server's setting. */
   lockTimeoutMs?: number;
   /** `statement_timeout` of this transaction in ms; 0 leaves the server's setting. */
@@ -40,9 +48,36 @@ export interface DbOptions {
   statementTimeoutMs?: number;
   /** Transactions that may wait in one key's queue; one more is refused with a 503. */
   queueLimit?: number;
+  /** Most transactions of one queue that share a database transaction (`TransactionOptions.group`). */
+  groupLimit?: number;
 }
 
-export const DB_DEFAULTS = { max: 10, lockTimeoutMs: 10_000, statementTimeoutMs: 30_000, queueLimit: 100 } as const;
+export const DB_DEFAULTS = { max: 10, lockTimeoutMs: 10_000, statementTimeoutMs: 30_000, queueLimit: 100, groupLimit: 16 } as const;
+
+/**
+ * Runs `fns` one after the other in the open transaction `tx`, each under a savepoint when
+ * there are several (`TransactionOptions.group`): a function that throws is rolled back to
+ * its savepoint and its error (as `transactionError` maps it) is its result; the others go
+ * on. A lone function runs without a savepoint and its error fails the transaction. A
+ * savepoint that cannot be rolled back to (a lost connection) fails the transaction.
+ */
+export async function runTogether<T>(tx: Queryable, fns: ((tx: Queryable) => Promise<T>)[]): Promise<PromiseSettledResult<T>[]> {
+  if (fns.length === 1) return [{ status: 'fulfilled', value: await fns[0](tx) }];
+  const results: PromiseSettledResult<T>[] = [];
+  for (const fn of fns) {
+    await tx.query('SAVEPOINT fieldsync_group');
+    try {
+      const value = await fn(tx);
+      await tx.query('RELEASE SAVEPOINT fieldsync_group');
+      results.push({ status: 'fulfilled', value });
+    } catch (error) {
+      await tx.query('ROLLBACK TO SAVEPOINT fieldsync_group');
+      await tx.query('RELEASE SAVEPOINT fieldsync_group');
+      results.push({ status: 'rejected', reason: transactionError(error) });
+    }
+  }
+  return results;
+}
 
 export interface Db extends Queryable {
   /**

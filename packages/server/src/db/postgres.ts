@@ -1,5 +1,6 @@
+import { AsyncResource } from 'node:async_hooks';
 import pg from 'pg';
-import { DB_DEFAULTS, transactionError, type Db, type DbOptions, type Queryable, type QueryResult, type TransactionOptions } from './db.js';
+import { DB_DEFAULTS, runTogether, transactionError, type Db, type DbOptions, type Queryable, type QueryResult, type TransactionOptions } from './db.js';
 import { createKeyedQueue } from './keyed-queue.js';
 
 // bigint (versions, counts) as JS numbers: versions stay far below 2^53.
@@ -16,7 +17,7 @@ export function createPostgresDb(connectionString: string, options: DbOptions = 
   const pool = new pg.Pool({ connectionString, max: settings.max, idleTimeoutMillis: 30_000 });
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {});
-  const queue = createKeyedQueue({ maxWaiting: settings.queueLimit });
+  const queue = createKeyedQueue({ maxWaiting: settings.queueLimit, maxGroup: settings.groupLimit });
 
   const run = async <T>(client: pg.Pool | pg.PoolClient, sql: string, params?: unknown[], opts?: { prepare?: string }): Promise<QueryResult<T>> => {
     const result = opts?.prepare
@@ -63,6 +64,7 @@ export function createPostgresDb(connectionString: string, options: DbOptions = 
     async transaction(fn, opts = {}) {
       if (opts.queue === undefined) return transaction(fn, opts);
       try {
+        if (opts.group) return await queue.runGrouped(opts.queue, AsyncResource.bind(fn), (fns) => transaction((tx) => runTogether(tx, fns), opts));
         return await queue.run(opts.queue, () => transaction(fn, opts));
       } catch (error) {
         throw transactionError(error);

@@ -35,7 +35,11 @@ export interface Committed<T> {
  *
  * Writers of one tenant queue in this process first and take a connection only when it is
  * their turn, so a burst of one tenant's writes holds one pooled connection, not all of them;
- * the row lock still orders writers of several instances. A full queue, or a lock or statement
+ * the row lock still orders writers of several instances. Writers that wait together share one
+ * transaction and one commit (group commit, `TransactionOptions.group`): each under its own
+ * savepoint, in arrival order, each with its own contiguous version range (the version row is
+ * read and written per writer, locked once), none answered before the shared commit; one that
+ * throws is rolled back alone. A full queue, or a lock or statement
  * timeout, throws a retryable 503 (`Db.transaction`). A write of the tenant started inside
  * `fn` would wait for itself forever: it throws instead (pass the `TenantTx` down).
  */
@@ -88,5 +92,5 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
       ]);
     }
     return { result, fromVersion: base, toVersion: current };
-  }, { queue: `tenant-write:${tenantId}` });
+  }, { queue: `tenant-write:${tenantId}`, group: true });
 }
