@@ -7,9 +7,26 @@ export interface Queryable {
    * Runs one parameterised statement. `opts.prepare` names it, so PostgreSQL plans it once per
    * connection (hot statements whose planning costs more than their execution: the pull).
    */
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[], opts?: { prepare?: string }): Promise<QueryResult<T>>;
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[], opts?: QueryOptions): Promise<QueryResult<T>>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
+}
+
+/** How one statement runs. */
+export interface QueryOptions {
+  /**
+   * Names the statement, so PostgreSQL plans it once per connection (hot statements whose
+   * planning costs more than their execution: the pull).
+   */
+  prepare?: string;
+  /**
+   * With `prepare`, outside a transaction: plan it once for all parameter values (a generic
+   * plan) from its first run. PostgreSQL otherwise plans a named statement afresh for its first
+   * five runs on each connection, which for the pull's union costs several times its execution
+   * (the tail of every new connection's first pulls). Only for statements whose best plan does
+   * not depend on the values.
+   */
+  plan?: 'generic';
 }
 
 export interface QueryResult<T> {
