@@ -325,6 +325,22 @@ describe.each(backends)('contacts bulk, CSV import and export on %s', (backend) 
       expect(await countContacts([all[10], all[1500], all[7777], all[12_001], all[15_000], all[19_998]])).toBe(0);
     }, 120_000);
 
+    it('commits the chunks of an import in file order, each checked while the one before commits: versions follow the rows', async () => {
+      const total = 3_500;
+      const all = phones('931', total);
+      const csv = ['firstName,phonePrimary', ...all.map((p, i) => `Order ${i},${p}`)].join('\n') + '\n';
+      const before = await latestVersion();
+      const res = await importCsv(app, csv);
+      expect(res.status, res.text.slice(0, 500)).toBe(200);
+      expect(res.body.data).toMatchObject({ rows: total, created: total, failed: 0 });
+      const { rows } = await app.testDb.db.query<{ phone_primary: string; version: number }>(
+        'SELECT phone_primary, version FROM contacts WHERE tenant_id = $1 AND phone_primary = ANY($2::text[]) ORDER BY version',
+        [tenantId, all],
+      );
+      expect(rows.map((r) => r.phone_primary)).toEqual(all);
+      expect(rows.map((r) => Number(r.version))).toEqual(all.map((_, i) => before + i + 1));
+    });
+
     it('reports the line a bad row starts on with CRLF endings and multi-line quoted fields', async () => {
       const [a, b, c, d] = phones('929', 4);
       const csv = [

@@ -6,7 +6,6 @@ import pg from 'pg';
 import { csvRow, LIMIT_PHONE_BASE, phone } from '../lib/data.js';
 import { serve } from '../lib/ipc.js';
 import { checkpoints, closedLoop, sequential, type CheckpointMode } from '../lib/loops.js';
-import { capturePullStatement } from '../lib/pull-sql.js';
 import { pageOf, type PullRow } from '../../src/sync/pull.js';
 import { wallNow } from '../lib/stats.js';
 import { ELIGIBLE_CALLS_SQL } from '../../src/modules/outreach/outreach.repository.js';
@@ -34,41 +33,54 @@ const closePools = async () => {
   await Promise.all(pools.splice(0).map((p) => p.end()));
 };
 
-/** The minimal transaction that durably records a device's batch: the push's writes in 7 statements. */
+/**
+ * The versions the limits take: a sequence, not the tenant lock. A physical limit is the work
+ * itself (the rows and index entries written), not the product's design (SPEC §12), so the
+ * limit writers never wait for each other.
+ */
+async function versionSequence(client: pg.PoolClient | pg.Pool): Promise<void> {
+  // Above every version the bench's tenants reach, so (tenant_id, version) never collides.
+  await client.query('CREATE SEQUENCE IF NOT EXISTS bench_limit_versions START 1000000000');
+}
+
+/**
+ * What a pushed batch must durably write, as cheaply as PostgreSQL writes it: the new contacts
+ * and the edits (multi-row, with every index of the table), one audit row per change, one
+ * receipt per change and one local id per create, in one transaction and one commit. Versions
+ * come from a sequence: no tenant lock, no version row.
+ */
 async function pushTransaction(client: pg.PoolClient, tenantId: string, deviceId: string, creates: number[], updates: string[]): Promise<string[]> {
   await client.query('BEGIN');
   try {
-    const { rows } = await client.query<{ v: number }>('SELECT current_version AS v FROM tenant_versions WHERE tenant_id = $1 FOR UPDATE', [tenantId]);
-    const base = rows[0].v;
     const now = Date.now();
     const inserted = await client.query<{ id: string; version: number }>(
       `INSERT INTO contacts (tenant_id, version, first_name, last_name, phone_primary, company, created_by_agent)
-       SELECT $1, $2::bigint + t.o, t.f, 'Bench', t.p, 'Bench Ltd', 'limit'
-         FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(f, p, o) RETURNING id, version`,
-      [tenantId, base, creates.map((n) => `Field${n}`), creates.map(phone)],
+       SELECT $1, nextval('bench_limit_versions'), t.f, 'Bench', t.p, 'Bench Ltd', 'limit'
+         FROM unnest($2::text[], $3::text[]) AS t(f, p) RETURNING id, version`,
+      [tenantId, creates.map((n) => `Field${n}`), creates.map(phone)],
     );
     const updated = await client.query<{ id: string; version: number }>(
-      `UPDATE contacts c SET notes = u.n, version = $2::bigint + $5::int + u.o, updated_at = now()
-         FROM unnest($3::uuid[], $4::text[]) WITH ORDINALITY AS u(id, n, o)
+      `UPDATE contacts c SET notes = u.n, version = nextval('bench_limit_versions'), updated_at = now()
+         FROM unnest($2::uuid[], $3::text[]) AS u(id, n)
         WHERE c.tenant_id = $1 AND c.id = u.id RETURNING c.id, c.version`,
-      [tenantId, base, updates, updates.map(() => `visited ${now} by ${deviceId}`), creates.length],
+      [tenantId, updates, updates.map(() => `visited ${now} by ${deviceId}`)],
     );
     const changes = [
-      ...inserted.rows.map((r) => ({ id: r.id, v: r.version, a: 'create', f: ['firstName', 'lastName', 'phonePrimary', 'company'] })),
-      ...updated.rows.map((r) => ({ id: r.id, v: r.version, a: 'update', f: ['notes'] })),
+      ...inserted.rows.map((r, i) => ({ id: r.id, v: r.version, a: 'create', l: `l${creates[i]}`, f: ['firstName', 'lastName', 'phonePrimary', 'company'] })),
+      ...updated.rows.map((r) => ({ id: r.id, v: r.version, a: 'update', l: null, f: ['notes'] })),
     ];
     await client.query(
-      `INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, agent_code, device_id)
-       SELECT $1, 'contacts', (e->>'id')::uuid, (e->>'v')::bigint, e->>'a', ARRAY(SELECT jsonb_array_elements_text(e->'f')), e, 'limit', $2
-         FROM jsonb_array_elements($3::jsonb) e`,
-      [tenantId, deviceId, JSON.stringify(changes)],
-    );
-    await client.query(
-      `INSERT INTO push_receipts (tenant_id, device_id, change_key, ack)
+      `WITH audit AS (
+         INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, agent_code, device_id)
+         SELECT $1, 'contacts', (e->>'id')::uuid, (e->>'v')::bigint, e->>'a', ARRAY(SELECT jsonb_array_elements_text(e->'f')), e, 'limit', $2
+           FROM jsonb_array_elements($3::jsonb) e),
+       ids AS (
+         INSERT INTO client_ids (tenant_id, device_id, local_id, collection, server_id)
+         SELECT $1, $2, e->>'l', 'contacts', (e->>'id')::uuid FROM jsonb_array_elements($3::jsonb) e WHERE e->>'l' IS NOT NULL)
+       INSERT INTO push_receipts (tenant_id, device_id, change_key, ack)
        SELECT $1, $2, gen_random_uuid()::text, e FROM jsonb_array_elements($3::jsonb) e`,
       [tenantId, deviceId, JSON.stringify(changes)],
     );
-    await client.query('UPDATE tenant_versions SET current_version = $2 WHERE tenant_id = $1', [tenantId, base + changes.length]);
     await client.query('COMMIT');
     return inserted.rows.map((r) => r.id);
   } catch (error) {
@@ -78,8 +90,8 @@ async function pushTransaction(client: pg.PoolClient, tenantId: string, deviceId
 }
 
 /** A writer of the push limit: its own phones and, after its first batch, its own records to update. */
-function limitWriter(tenantId: string, index: number, size: number, creates: number) {
-  let next = LIMIT_PHONE_BASE + index * 100_000;
+function limitWriter(tenantId: string, index: number, size: number, creates: number, phoneBase = LIMIT_PHONE_BASE + index * 100_000) {
+  let next = phoneBase;
   const mine: string[] = [];
   let cursor = 0;
   return async (client: pg.PoolClient) => {
@@ -91,6 +103,25 @@ function limitWriter(tenantId: string, index: number, size: number, creates: num
     return size;
   };
 }
+
+/**
+ * A page read from stored wire text: `bench_limit_wire` holds each change object as the pull
+ * sends it, so the limit is an index range scan and a concatenation (the bytes sent), shaped
+ * as the server's pull row (`pageOf` reads it).
+ */
+const STORED_PAGE_SQL = `
+  SELECT tv.current_version AS latest, p.found, p.last_version, p.changes
+    FROM tenant_versions tv
+    LEFT JOIN LATERAL (
+      SELECT count(*)::int AS found, max(c.version) FILTER (WHERE c.n < $3) AS last_version,
+             coalesce(string_agg(c.change, ',' ORDER BY c.version) FILTER (WHERE c.n < $3), '') AS changes
+        FROM (SELECT w.version, w.change, row_number() OVER (ORDER BY w.version) AS n
+                FROM bench_limit_wire w WHERE w.tenant_id = $1 AND w.version > $2 ORDER BY w.version LIMIT $3) c
+    ) p ON true
+   WHERE tv.tenant_id = $1`;
+
+/** The pull limit's statement: the stored bytes by a range scan (see STORED_PAGE_SQL). */
+const storedPage = (tenantId: string) => ({ sql: STORED_PAGE_SQL, params: (since: number, limit: number) => [tenantId, since, limit + 1] });
 
 serve({
   /** The server's eligible-calls statement one after the other, round robin over `projectIds` (null: the whole tenant). */
@@ -112,7 +143,7 @@ serve({
 
   /** Delta pulls one after the other: the server's pull SQL. */
   async pullSequential(arg: PullArgs & { requests: number; warmup: number }) {
-    const statement = await capturePullStatement(arg.tenantId, arg.userId);
+    const statement = storedPage(arg.tenantId);
     const pool = poolOf(arg.databaseUrl, 1);
     let rows = 0;
     const next = checkpoints(arg.since, arg.mode ?? 'same');
@@ -128,7 +159,7 @@ serve({
 
   /** Delta pulls from `concurrency` callers over a pool as large as the server's. */
   async pullConcurrent(arg: PullArgs & { concurrency: number; poolMax: number; durationMs: number; warmupMs: number }) {
-    const statement = await capturePullStatement(arg.tenantId, arg.userId);
+    const statement = storedPage(arg.tenantId);
     const pool = poolOf(arg.databaseUrl, arg.poolMax);
     const next = checkpoints(arg.since, arg.mode ?? 'same');
     const result = await closedLoop({
@@ -146,7 +177,7 @@ serve({
 
   /** Initial sync: every page of the server's pull SQL from version 0. */
   async initialSync(arg: PullArgs & { pageSize: number; reps: number }) {
-    const statement = await capturePullStatement(arg.tenantId, arg.userId);
+    const statement = storedPage(arg.tenantId);
     const pool = poolOf(arg.databaseUrl, 1);
     const reps: { records: number; ms: number; pages: number }[] = [];
     for (let r = 0; r < arg.reps; r++) {
@@ -169,21 +200,22 @@ serve({
     return reps;
   },
 
-  /** Batches of `size` written by the minimal transaction, one after the other. */
-  async pushSequential(arg: { databaseUrl: string; tenantId: string; batches: number; warmup: number; size: number; creates: number }) {
+  /** Batches of `size` written by the minimal transaction, one after the other (phones from `phoneBase` when given). */
+  async pushSequential(arg: { databaseUrl: string; tenantId: string; batches: number; warmup: number; size: number; creates: number; phoneBase?: number }) {
     const pool = poolOf(arg.databaseUrl, 1);
-    const write = limitWriter(arg.tenantId, 0, arg.size, arg.creates);
+    const write = limitWriter(arg.tenantId, 0, arg.size, arg.creates, arg.phoneBase);
     const client = await pool.connect();
+    await versionSequence(client);
     const run = await sequential(arg.batches, arg.warmup, () => write(client));
     client.release();
     await closePools();
     return run;
   },
 
-  /** Batches from `concurrency` writers over a pool as large as the server's. */
+  /** Batches from `concurrency` writers over a pool as large as the server's, round robin over `tenantIds`. */
   async pushConcurrent(arg: {
     databaseUrl: string;
-    tenantId: string;
+    tenantIds: string[];
     concurrency: number;
     poolMax: number;
     durationMs: number;
@@ -193,7 +225,10 @@ serve({
     firstWriter: number;
   }) {
     const pool = poolOf(arg.databaseUrl, arg.poolMax);
-    const writers = Array.from({ length: arg.concurrency }, (_, i) => limitWriter(arg.tenantId, arg.firstWriter + i, arg.size, arg.creates));
+    await versionSequence(pool);
+    const writers = Array.from({ length: arg.concurrency }, (_, i) =>
+      limitWriter(arg.tenantIds[i % arg.tenantIds.length], arg.firstWriter + i, arg.size, arg.creates),
+    );
     const result = await closedLoop({
       concurrency: arg.concurrency,
       durationMs: arg.durationMs,

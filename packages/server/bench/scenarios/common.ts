@@ -1,7 +1,9 @@
 import type { Known } from '../lib/data.js';
 import type { LoopResult } from '../lib/loops.js';
 import { round, summarize, type Summary } from '../lib/stats.js';
-import { metric, type BenchContext, type Metric, type Target } from '../lib/types.js';
+import { metric, type BenchContext, type Metric, type Target, type Tenant } from '../lib/types.js';
+import { HttpClient } from '../lib/http.js';
+import { CONTACT_WIRE_SQL } from '../../src/modules/contacts/contacts.collection.js';
 
 /** `count` devices of tenant A: agents round robin, ids `<prefix>-<n>`. */
 export function devicesOf(ctx: BenchContext, prefix: string, count: number, first = 0) {
@@ -66,4 +68,46 @@ export function mergeLoops(results: LoopResult[]): { ops: number; units: number;
 export function assertClean(what: string, run: { errors: number; firstError?: string; ops: number }) {
   if (run.errors > 0) throw new Error(`${what}: ${run.errors} errors of ${run.ops + run.errors} (first: ${run.firstError})`);
   if (run.ops === 0) throw new Error(`${what}: nothing completed`);
+}
+
+/** A new tenant with `agents` agents, made through the API as the orchestrator makes tenant B. */
+export async function createTenant(ctx: BenchContext, slug: string, agents: number): Promise<Tenant> {
+  const admin = new HttpClient(ctx.server.url, { 'x-api-key': ctx.a.adminKey });
+  try {
+    const created = await admin.json<{ data: { tenant: { id: string }; apiKey: string } }>('POST', '/api/tenants', { name: `Bench ${slug}`, slug });
+    const tenant: Tenant = { id: created.data.tenant.id, adminKey: created.data.apiKey, agents: [] };
+    const own = new HttpClient(ctx.server.url, { 'x-api-key': tenant.adminKey });
+    try {
+      for (let i = 0; i < agents; i++) {
+        const { data } = await own.json<{ data: { agent: { id: string; agentCode: string }; apiKey: string } }>('POST', '/api/agents', {
+          agentCode: `${slug}-${i}`,
+          name: `Bench agent ${slug}-${i}`,
+        });
+        tenant.agents.push({ agentCode: data.agent.agentCode, apiKey: data.apiKey, userId: data.agent.id });
+      }
+    } finally {
+      own.close();
+    }
+    return tenant;
+  } finally {
+    admin.close();
+  }
+}
+
+/**
+ * The pull limits' data (SPEC §12: a pull's physical limit is reading the stored bytes by an
+ * index range scan): tenant A's contacts as change objects in the wire form the pull sends,
+ * stored as text in `bench_limit_wire` under (tenant_id, version). Rebuilt from the current rows.
+ */
+export async function storeWireCopy(ctx: BenchContext): Promise<void> {
+  await ctx.pool.query('DROP TABLE IF EXISTS bench_limit_wire');
+  await ctx.pool.query('CREATE TABLE bench_limit_wire (tenant_id uuid NOT NULL, version bigint NOT NULL, change text NOT NULL, PRIMARY KEY (tenant_id, version))');
+  await ctx.pool.query(
+    `INSERT INTO bench_limit_wire (tenant_id, version, change)
+     SELECT r.tenant_id, r.version, '{"collection":"contacts","op":"' || CASE WHEN r.is_deleted THEN 'delete' ELSE 'upsert' END
+            || '","id":"' || r.id || '","version":' || r.version || ',"data":' || (${CONTACT_WIRE_SQL})::text || '}'
+       FROM contacts r WHERE r.tenant_id = $1`,
+    [ctx.a.id],
+  );
+  await ctx.pool.query('VACUUM ANALYZE bench_limit_wire');
 }

@@ -12,8 +12,10 @@ import { pullDelta } from './pull-delta.js';
 import { pullThroughput } from './pull-throughput.js';
 import { push } from './push.js';
 import { pushThroughput } from './push-throughput.js';
+import { pushNew } from './push-new.js';
+import { pushTenants } from './push-tenants.js';
 import { tenantIsolation } from './tenant-isolation.js';
 import { upload } from './upload.js';
 
 /** Every scenario of SPEC §12, in run order: the import first (it seeds the tenant), reads before writes. */
-export const scenarios: Scenario[] = [csvImport, pullDelta, initialSync, pullThroughput, push, pushThroughput, tenantIsolation, fanout50, fanout1000, chatGroup50, chatCatchUp, connections, fanoutNginx, eligibleCalls, exportThroughput, upload, idleMemory];
+export const scenarios: Scenario[] = [csvImport, pullDelta, initialSync, pullThroughput, push, pushThroughput, pushTenants, pushNew, tenantIsolation, fanout50, fanout1000, chatGroup50, chatCatchUp, connections, fanoutNginx, eligibleCalls, exportThroughput, upload, idleMemory];

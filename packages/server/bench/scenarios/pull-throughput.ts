@@ -2,7 +2,7 @@ import { withWorkers } from '../lib/ipc.js';
 import type { CheckpointMode, LoopResult } from '../lib/loops.js';
 import { round } from '../lib/stats.js';
 import { metric, type BenchContext, type Metric, type Scenario } from '../lib/types.js';
-import { assertClean, devicesOf, latencyMetrics, latestVersion, mergeLoops, split } from './common.js';
+import { assertClean, devicesOf, latencyMetrics, latestVersion, mergeLoops, split, storeWireCopy } from './common.js';
 
 const DEVICES = 50;
 const WORKERS = 2;
@@ -52,7 +52,7 @@ async function measure(ctx: BenchContext, variant: string, label: string, since:
     ),
   ]);
   assertClean(`pull ${variant} limit`, limit);
-  const limitWhat = `the pull statement via pg, 50 callers on ${SERVER_POOL} connections`;
+  const limitWhat = `the stored wire bytes by an index range scan via pg, 50 callers on ${SERVER_POOL} connections`;
   return [
     metric({
       key: `pull-throughput.${variant}.rps`,
@@ -81,6 +81,7 @@ export const pullThroughput: Scenario = {
   budgetMs: ({ quick }) => (quick ? 90_000 : 300_000),
   async run(ctx) {
     const latest = await latestVersion(ctx);
+    await storeWireCopy(ctx);
     const metrics = [
       ...(await measure(ctx, 'delta100', '100-change delta, one shared checkpoint', latest - 100, 'same', 3000)),
       ...(await measure(ctx, 'delta100-distinct', '100-change delta, a checkpoint per pull', latest - 100, 'distinct', 3000)),

@@ -9,9 +9,9 @@ export const CREATES = 50;
 
 /**
  * One device pushing batches of 100 changes one after the other: 50 new contacts and 50
- * edits (notes, with their baseVersion) of contacts it knows. Limit: the same writes as one
- * minimal transaction through pg (version lock, multi-row insert, update, audit rows,
- * receipts, counter), into tenant B.
+ * edits (notes, with their baseVersion) of contacts it knows. Limit: the same rows and index
+ * entries written through pg (multi-row insert, update, audit rows, receipts, local ids) in one
+ * transaction a batch, versions from a sequence (no tenant lock), into tenant B.
  */
 export const push: Scenario = {
   name: 'push',
@@ -38,7 +38,7 @@ export const push: Scenario = {
         300_000,
       ),
     );
-    const limitWhat = 'the same writes as one 7-statement transaction via pg';
+    const limitWhat = 'the same rows and index entries via pg, one transaction a batch, no tenant lock';
     const s = summarize(server.latencies);
     return {
       metrics: [

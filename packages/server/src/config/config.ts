@@ -18,6 +18,8 @@ export interface Config {
   databaseStatementTimeoutMs: number;
   /** Writes of one tenant that may wait for their turn in one instance; one more is answered 503. */
   writeQueueLimit: number;
+  /** Queued writes of one tenant that share one database transaction and commit (group commit); 1 turns grouping off. */
+  writeGroupLimit: number;
   /** The embedded database's buffer pool (PostgreSQL `shared_buffers`), MB: resident for as long as the server runs. */
   pgliteSharedBuffersMb: number;
   redisUrl: string | undefined;
@@ -266,6 +268,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseLockTimeoutMs: int('DATABASE_LOCK_TIMEOUT_MS', DB_DEFAULTS.lockTimeoutMs, 0, 600_000),
     databaseStatementTimeoutMs: int('DATABASE_STATEMENT_TIMEOUT_MS', DB_DEFAULTS.statementTimeoutMs, 0, 3_600_000),
     writeQueueLimit: int('WRITE_QUEUE_LIMIT', DB_DEFAULTS.queueLimit, 1, 100_000),
+    writeGroupLimit: int('WRITE_GROUP_LIMIT', DB_DEFAULTS.groupLimit, 1, 1000),
     pgliteSharedBuffersMb: int('PGLITE_SHARED_BUFFERS_MB', 8, 1, 65_536),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     jwtSecret,

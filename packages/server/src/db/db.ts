@@ -7,9 +7,26 @@ export interface Queryable {
    * Runs one parameterised statement. `opts.prepare` names it, so PostgreSQL plans it once per
    * connection (hot statements whose planning costs more than their execution: the pull).
    */
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[], opts?: { prepare?: string }): Promise<QueryResult<T>>;
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[], opts?: QueryOptions): Promise<QueryResult<T>>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
+}
+
+/** How one statement runs. */
+export interface QueryOptions {
+  /**
+   * Names the statement, so PostgreSQL plans it once per connection (hot statements whose
+   * planning costs more than their execution: the pull).
+   */
+  prepare?: string;
+  /**
+   * With `prepare`, outside a transaction: plan it once for all parameter values (a generic
+   * plan) from its first run. PostgreSQL otherwise plans a named statement afresh for its first
+   * five runs on each connection, which for the pull's union costs several times its execution
+   * (the tail of every new connection's first pulls). Only for statements whose best plan does
+   * not depend on the values.
+   */
+  plan?: 'generic';
 }
 
 export interface QueryResult<T> {
@@ -24,6 +41,14 @@ export interface TransactionOptions {
    * and wait for their turn without holding a connection (a tenant's writes: docs/architecture.md).
    */
   queue?: string;
+  /**
+   * With `queue`: transactions of the queue that wait for their turn together share one
+   * database transaction and one commit (group commit), each under a savepoint of its own, in
+   * arrival order. One that throws is rolled back to its savepoint and fails alone; each caller
+   * is answered after the shared commit. A lone transaction runs as without `group`. Each
+   * function runs in its caller's async context (AsyncResource.bind), whoever's turn runs it.
+   */
+  group?: boolean;
   /** `lock_timeout` of this transaction in ms; 0 leaves the server's setting. */
   lockTimeoutMs?: number;
   /** `statement_timeout` of this transaction in ms; 0 leaves the server's setting. */
@@ -40,9 +65,36 @@ export interface DbOptions {
   statementTimeoutMs?: number;
   /** Transactions that may wait in one key's queue; one more is refused with a 503. */
   queueLimit?: number;
+  /** Most transactions of one queue that share a database transaction (`TransactionOptions.group`). */
+  groupLimit?: number;
 }
 
-export const DB_DEFAULTS = { max: 10, lockTimeoutMs: 10_000, statementTimeoutMs: 30_000, queueLimit: 100 } as const;
+export const DB_DEFAULTS = { max: 10, lockTimeoutMs: 10_000, statementTimeoutMs: 30_000, queueLimit: 100, groupLimit: 16 } as const;
+
+/**
+ * Runs `fns` one after the other in the open transaction `tx`, each under a savepoint when
+ * there are several (`TransactionOptions.group`): a function that throws is rolled back to
+ * its savepoint and its error (as `transactionError` maps it) is its result; the others go
+ * on. A lone function runs without a savepoint and its error fails the transaction. A
+ * savepoint that cannot be rolled back to (a lost connection) fails the transaction.
+ */
+export async function runTogether<T>(tx: Queryable, fns: ((tx: Queryable) => Promise<T>)[]): Promise<PromiseSettledResult<T>[]> {
+  if (fns.length === 1) return [{ status: 'fulfilled', value: await fns[0](tx) }];
+  const results: PromiseSettledResult<T>[] = [];
+  for (const fn of fns) {
+    await tx.query('SAVEPOINT fieldsync_group');
+    try {
+      const value = await fn(tx);
+      await tx.query('RELEASE SAVEPOINT fieldsync_group');
+      results.push({ status: 'fulfilled', value });
+    } catch (error) {
+      await tx.query('ROLLBACK TO SAVEPOINT fieldsync_group');
+      await tx.query('RELEASE SAVEPOINT fieldsync_group');
+      results.push({ status: 'rejected', reason: transactionError(error) });
+    }
+  }
+  return results;
+}
 
 export interface Db extends Queryable {
   /**

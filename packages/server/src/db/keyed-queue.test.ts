@@ -83,4 +83,69 @@ describe('createKeyedQueue', () => {
     held.open();
     await running;
   });
+
+  describe('grouped tasks', () => {
+    /** Runs every task of a turn, recording the turn; a task named `fail-*` fails alone. */
+    const recorder = () => {
+      const turns: string[][] = [];
+      const together = async (tasks: string[]): Promise<PromiseSettledResult<string>[]> => {
+        turns.push(tasks);
+        await tick();
+        return tasks.map((t) => (t.startsWith('fail') ? { status: 'rejected', reason: new Error(`${t} failed`) } : { status: 'fulfilled', value: `${t} done` }));
+      };
+      return { turns, together };
+    };
+
+    it('runs the tasks that waited together in one turn, in arrival order, each caller getting its own result; a task that found its key idle runs alone', async () => {
+      const queue = createKeyedQueue({ maxWaiting: 10, maxGroup: 10 });
+      const { turns, together } = recorder();
+      const held = gate();
+      const first = queue.runGrouped('k', 'a', async (tasks: string[]) => {
+        await held.opened;
+        return together(tasks);
+      });
+      const rest = ['b', 'fail-c', 'd'].map((t) => queue.runGrouped('k', t, together));
+      await tick();
+      expect(queue.waiting()).toBe(3);
+      held.open();
+      expect(await first).toBe('a done');
+      expect(await Promise.allSettled(rest)).toEqual([
+        { status: 'fulfilled', value: 'b done' },
+        { status: 'rejected', reason: new Error('fail-c failed') },
+        { status: 'fulfilled', value: 'd done' },
+      ]);
+      expect(turns).toEqual([['a'], ['b', 'fail-c', 'd']]);
+      expect(queue.waiting()).toBe(0);
+    });
+
+    it('takes at most maxGroup tasks in one turn, and the callers of a group wake in its order', async () => {
+      const queue = createKeyedQueue({ maxWaiting: 10, maxGroup: 2 });
+      const { turns, together } = recorder();
+      const held = gate();
+      const first = queue.run('k', () => held.opened);
+      const woke: string[] = [];
+      const grouped = ['b', 'c', 'd', 'e', 'f'].map((t) => queue.runGrouped('k', t, together).then((r) => woke.push(r)));
+      held.open();
+      await first;
+      await Promise.all(grouped);
+      expect(turns).toEqual([['b', 'c'], ['d', 'e'], ['f']]);
+      expect(woke).toEqual(['b done', 'c done', 'd done', 'e done', 'f done']);
+    });
+
+    it('fails every task of a turn that throws, and hands the turn on to the next task', async () => {
+      const queue = createKeyedQueue({ maxWaiting: 10, maxGroup: 2 });
+      const held = gate();
+      const first = queue.run('k', () => held.opened);
+      const broken = async (): Promise<PromiseSettledResult<string>[]> => {
+        throw new Error('the turn failed');
+      };
+      const failed = ['b', 'c'].map((t) => queue.runGrouped('k', t, broken));
+      const after = queue.run('k', async () => 'after ran');
+      held.open();
+      await first;
+      for (const f of failed) await expect(f).rejects.toThrow('the turn failed');
+      expect(await after).toBe('after ran');
+      expect(queue.waiting()).toBe(0);
+    });
+  });
 });

@@ -3,7 +3,7 @@ import type { Db } from './db.js';
 import { createPgliteDb } from './pglite.js';
 import { createPostgresDb } from './postgres.js';
 
-type DbConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databaseLockTimeoutMs' | 'databaseStatementTimeoutMs' | 'writeQueueLimit'> & Partial<Pick<Config, 'pgliteSharedBuffersMb'>>;
+type DbConfig = Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databaseLockTimeoutMs' | 'databaseStatementTimeoutMs' | 'writeQueueLimit'> & Partial<Pick<Config, 'pgliteSharedBuffersMb' | 'writeGroupLimit'>>;
 
 /** PostgreSQL when DATABASE_URL is set, otherwise embedded PGlite under DATA_DIR. */
 export function openDb(config: DbConfig): Promise<Db> {
@@ -14,9 +14,10 @@ export function openDb(config: DbConfig): Promise<Db> {
           lockTimeoutMs: config.databaseLockTimeoutMs,
           statementTimeoutMs: config.databaseStatementTimeoutMs,
           queueLimit: config.writeQueueLimit,
+          groupLimit: config.writeGroupLimit,
         }),
       )
-    : createPgliteDb(config.dataDir, { queueLimit: config.writeQueueLimit, sharedBuffersMb: config.pgliteSharedBuffersMb });
+    : createPgliteDb(config.dataDir, { queueLimit: config.writeQueueLimit, groupLimit: config.writeGroupLimit, sharedBuffersMb: config.pgliteSharedBuffersMb });
 }
 
 /** The read replica of DATABASE_READ_URL (delta pulls go there), or undefined. */

@@ -1,13 +1,14 @@
+import { AsyncResource } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
-import { DB_DEFAULTS, transactionError, type Db, type DbOptions, type Queryable, type QueryResult } from './db.js';
+import { DB_DEFAULTS, runTogether, transactionError, type Db, type DbOptions, type Queryable, type QueryResult } from './db.js';
 import { createKeyedQueue } from './keyed-queue.js';
 
 /** What the embedded database is given beyond its data directory. */
-export interface PgliteOptions extends Pick<DbOptions, 'queueLimit'> {
+export interface PgliteOptions extends Pick<DbOptions, 'queueLimit' | 'groupLimit'> {
   /**
    * PostgreSQL's buffer pool, in MB. It lives in the WASM memory, which PostgreSQL touches whole
    * when it starts and which never shrinks: each MB of it is a MB of the process's RSS for good.
@@ -61,7 +62,7 @@ export function prepareEmbeddedInChild(env: NodeJS.ProcessEnv = process.env): Pr
  * a lock another session holds, and PGlite accepts `statement_timeout` but does not enforce it.
  */
 export async function createPgliteDb(dataDir: string | undefined, options: PgliteOptions = {}): Promise<Db> {
-  const queue = createKeyedQueue({ maxWaiting: options.queueLimit ?? DB_DEFAULTS.queueLimit });
+  const queue = createKeyedQueue({ maxWaiting: options.queueLimit ?? DB_DEFAULTS.queueLimit, maxGroup: options.groupLimit ?? DB_DEFAULTS.groupLimit });
   let release = () => {};
   const sharedBuffersMb = options.sharedBuffersMb ?? 8;
   let pg: PGlite;
@@ -101,6 +102,7 @@ export async function createPgliteDb(dataDir: string | undefined, options: Pglit
       const run = () => pg.transaction((tx) => fn(wrap(tx)));
       if (opts.queue === undefined) return run();
       try {
+        if (opts.group) return await queue.runGrouped(opts.queue, AsyncResource.bind(fn), (fns) => pg.transaction((tx) => runTogether(wrap(tx), fns)));
         return await queue.run(opts.queue, run);
       } catch (error) {
         throw transactionError(error);

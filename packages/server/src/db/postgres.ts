@@ -1,5 +1,6 @@
+import { AsyncResource } from 'node:async_hooks';
 import pg from 'pg';
-import { DB_DEFAULTS, transactionError, type Db, type DbOptions, type Queryable, type QueryResult, type TransactionOptions } from './db.js';
+import { DB_DEFAULTS, runTogether, transactionError, type Db, type DbOptions, type Queryable, type QueryOptions, type QueryResult, type TransactionOptions } from './db.js';
 import { createKeyedQueue } from './keyed-queue.js';
 
 // bigint (versions, counts) as JS numbers: versions stay far below 2^53.
@@ -16,9 +17,19 @@ export function createPostgresDb(connectionString: string, options: DbOptions = 
   const pool = new pg.Pool({ connectionString, max: settings.max, idleTimeoutMillis: 30_000 });
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {});
-  const queue = createKeyedQueue({ maxWaiting: settings.queueLimit });
+  // Statements that want a generic plan (QueryOptions.plan) run on connections of their own,
+  // opened on first use, where every named statement is planned once for all values.
+  let genericPool: pg.Pool | undefined;
+  const genericPoolOf = () => {
+    if (!genericPool) {
+      genericPool = new pg.Pool({ connectionString, max: settings.max, idleTimeoutMillis: 30_000, options: '-c plan_cache_mode=force_generic_plan' });
+      genericPool.on('error', () => {});
+    }
+    return genericPool;
+  };
+  const queue = createKeyedQueue({ maxWaiting: settings.queueLimit, maxGroup: settings.groupLimit });
 
-  const run = async <T>(client: pg.Pool | pg.PoolClient, sql: string, params?: unknown[], opts?: { prepare?: string }): Promise<QueryResult<T>> => {
+  const run = async <T>(client: pg.Pool | pg.PoolClient, sql: string, params?: unknown[], opts?: QueryOptions): Promise<QueryResult<T>> => {
     const result = opts?.prepare
       ? await client.query({ name: opts.prepare, text: sql, values: params as unknown[] })
       : await client.query(sql, params as unknown[]);
@@ -58,17 +69,20 @@ export function createPostgresDb(connectionString: string, options: DbOptions = 
 
   return {
     kind: 'postgres',
-    query: (sql, params, opts) => run(pool, sql, params, opts),
+    query: (sql, params, opts) => run(opts?.prepare && opts.plan === 'generic' ? genericPoolOf() : pool, sql, params, opts),
     exec: async (sql) => void (await pool.query(sql)),
     async transaction(fn, opts = {}) {
       if (opts.queue === undefined) return transaction(fn, opts);
       try {
+        if (opts.group) return await queue.runGrouped(opts.queue, AsyncResource.bind(fn), (fns) => transaction((tx) => runTogether(tx, fns), opts));
         return await queue.run(opts.queue, () => transaction(fn, opts));
       } catch (error) {
         throw transactionError(error);
       }
     },
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, queued: queue.waiting() }),
-    close: () => pool.end(),
+    async close() {
+      await Promise.all([pool.end(), genericPool?.end()]);
+    },
   };
 }

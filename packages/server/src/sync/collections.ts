@@ -17,6 +17,12 @@ export interface CollectionDef {
   table: string;
   /** SQL expression over alias `r` that builds the record's wire object (camelCase). */
   wireSql: string;
+  /**
+   * SQL expression over alias `r` that reads the wire object as JSON text the database keeps
+   * (a generated column), when the collection keeps one: the pull concatenates it as it is
+   * instead of building every record it returns. Without it, `(wireSql)::text`.
+   */
+  wireText?: string;
   /** Who may see a record (see `Scope`). */
   scope: Scope;
   /** How the push engine writes this collection; absent for read-only collections. */
@@ -47,6 +53,9 @@ export type Scope =
       /** The role a user holds in a scope whose own record they create in this batch (an owner, say). */
       creatorRole?: string;
     };
+
+/** SQL over alias `r`: the record's wire object as JSON text (stored when the collection keeps it). */
+export const wireTextOf = (def: Pick<CollectionDef, 'wireSql' | 'wireText'>) => def.wireText ?? `(${def.wireSql})::text`;
 
 /** The audience key of a scoped record, or null for a tenant-wide one. */
 export function audienceOf(def: Pick<CollectionDef, 'scope'>, id: string, record: Record<string, unknown>): string | null {

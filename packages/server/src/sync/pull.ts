@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Delta } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../db/db.js';
 import { AppError } from '../errors.js';
-import type { CollectionDef, CollectionRegistry } from './collections.js';
+import { wireTextOf, type CollectionDef, type CollectionRegistry } from './collections.js';
 import { isScoped, visibleSql } from './scopes.js';
 
 export interface PullRequest {
@@ -41,7 +41,7 @@ export function resolveCollections(registry: CollectionRegistry, names: string[]
 function branchesOf(def: CollectionDef): string[] {
   if (!isScoped(def)) {
     return [
-      `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, (${def.wireSql})::text AS data
+      `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, ${wireTextOf(def)} AS data
           FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 ORDER BY r.version LIMIT $3)`,
     ];
   }
@@ -50,13 +50,13 @@ function branchesOf(def: CollectionDef): string[] {
   const events = (e: string) => `${e}.tenant_id = $1 AND ${e}.user_id = $4::uuid AND ${e}.version > $2 AND ${e}.collection = '${def.name}'`;
   return [
     // The common case: one range scan of (tenant_id, version), filtered by membership.
-    `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, (${def.wireSql})::text AS data
+    `(SELECT '${def.name}'::text AS collection, r.id, r.version, r.is_deleted, ${wireTextOf(def)} AS data
         FROM ${def.table} r WHERE r.tenant_id = $1 AND r.version > $2 AND ${visible('r')}
          AND NOT EXISTS (SELECT 1 FROM scope_events g WHERE ${events('g')} AND g.record_id = r.id AND g.kind = 'grant' AND g.version > r.version)
        ORDER BY r.version LIMIT $3)`,
     // Access gained after the checkpoint: a record unchanged since its grant, at the grant's
     // version. The page is chosen first, so only its records are turned into wire objects.
-    `(SELECT '${def.name}'::text, r.id, p.version, r.is_deleted, (${def.wireSql})::text
+    `(SELECT '${def.name}'::text, r.id, p.version, r.is_deleted, ${wireTextOf(def)}
         FROM (SELECT e.record_id, e.version FROM scope_events e JOIN ${def.table} c ON c.id = e.record_id AND c.tenant_id = $1
                WHERE ${events('e')} AND e.kind = 'grant' AND c.version < e.version AND ${visible('c')}
                ORDER BY e.version LIMIT $3) p
@@ -123,8 +123,9 @@ export async function pullPage(db: Queryable, defs: CollectionDef[], req: PullRe
   const { rows } = await db.query<PullRow>(
     sql,
     [req.tenantId, req.since, req.limit + 1, ...(defs.some(isScoped) ? [req.userId ?? null] : [])],
-    // Planning this union costs more than running it: plan it once per connection.
-    { prepare: name },
+    // Planning this union costs several times running it, and its best plan (range scans of
+    // (tenant_id, version)) does not depend on the values: plan it once per connection.
+    { prepare: name, plan: 'generic' },
   );
   if (rows.length === 0) throw new AppError('NOT_FOUND', 'Tenant not found');
   return pageOf(rows[0], req);

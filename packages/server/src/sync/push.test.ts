@@ -6,9 +6,11 @@ import type { Db } from '../db/db.js';
 import { AppError } from '../errors.js';
 import { CollectionRegistry, type CollectionDef } from './collections.js';
 import { ChangeFeed, type CommitEvent } from './feed.js';
+import { DEFAULT_POLICY } from './conflicts.js';
 import { createPolicyStore } from './policies.js';
 import { pullChanges } from './pull.js';
 import { createPushEngine, type PushEngine } from './push.js';
+import { withTenantWrite } from './versions.js';
 
 const ts = () => new Date().toISOString();
 
@@ -158,5 +160,115 @@ describe.each(backends)('the push engine on %s (no HTTP)', (backend) => {
     expect(out.results[0].ack).toMatchObject({ success: false, code: 'VALIDATION_FAILED' });
     const theirs = await pullChanges(db, [privateNotes], { tenantId, userId: victim, since: 0, limit: 100 });
     expect(theirs.changes).toEqual([]);
+  });
+
+  describe('batches of one tenant that wait together (group commit)', () => {
+    // Policies from memory: a batch goes straight to the tenant's queue (on PGlite a policy read
+    // would wait for the one connection the held write has).
+    let grouped: PushEngine;
+    beforeAll(() => {
+      grouped = createPushEngine({ db, registry, feed, policies: { ...createPolicyStore(), forTenant: async () => ({ get: () => DEFAULT_POLICY }) } });
+    });
+    /** Top-level transaction ids of the batches' writes, by tenant. */
+    const xids = new Map<string, Set<string>>();
+    const apply = (who: ReturnType<typeof caller>, changes: unknown[]) =>
+      grouped.apply(who, changes, {
+        within: async (tx) => {
+          const { rows } = await tx.query<{ x: string }>('SELECT txid_current()::text AS x');
+          if (!xids.has(who.tenantId)) xids.set(who.tenantId, new Set());
+          xids.get(who.tenantId)!.add(rows[0].x);
+        },
+      });
+    /** Holds the tenant's write queue until `open`, so the batches pushed meanwhile wait together. */
+    const holdTenant = (tenantId: string) => {
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => (open = resolve));
+      const held = withTenantWrite(db, tenantId, () => opened);
+      return { open, held };
+    };
+    const waitQueued = async (n: number) => {
+      for (let i = 0; i < 500 && db.poolStats().queued < n; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(db.poolStats().queued).toBeGreaterThanOrEqual(n);
+    };
+
+    /** Each batch's versions are consecutive and the batches' ranges tile 1..total (they entered the queue in any order). */
+    const expectTiled = (outs: { fromVersion: number; toVersion: number; results: { ack: { version?: number } }[] }[], total: number) => {
+      for (const o of outs) {
+        expect(o.results.map((r) => r.ack.version).filter((v) => v !== undefined)).toEqual(Array.from({ length: o.toVersion - o.fromVersion }, (_, k) => o.fromVersion + k + 1));
+      }
+      const ranges = outs.map((o) => [o.fromVersion, o.toVersion]).sort((x, y) => x[0] - y[0]);
+      ranges.forEach(([from], i) => expect(from).toBe(i === 0 ? 0 : ranges[i - 1][1]));
+      expect(ranges.at(-1)![1]).toBe(total);
+    };
+
+    it('commits them in one transaction, each batch on its own consecutive versions, published in version order', async () => {
+      const tenantId = await newTenant();
+      const hold = holdTenant(tenantId);
+      const before = commits.length;
+      const devices = [caller(tenantId), caller(tenantId), caller(tenantId)];
+      const pushes = devices.map((who, d) => apply(who, [note(`d${d}-a`), note(`d${d}-b`)]));
+      await waitQueued(3);
+      hold.open();
+      await hold.held;
+      const outs = await Promise.all(pushes);
+      expectTiled(outs, 6);
+      // Each batch's records carry its own versions.
+      const rows = await stored(tenantId);
+      outs.forEach((o, d) => expect(rows.filter((r) => r.body.startsWith(`d${d}-`)).map((r) => r.version)).toEqual([o.fromVersion + 1, o.fromVersion + 2]));
+      expect(xids.get(tenantId)?.size).toBe(1);
+      // Published once per batch, in version order.
+      const published = commits.slice(before).filter((c) => c.tenantId === tenantId);
+      expect(published.map((c) => [c.fromVersion, c.toVersion])).toEqual([
+        [0, 2],
+        [2, 4],
+        [4, 6],
+      ]);
+    });
+
+    it('rolls back only the batch whose change the database refuses: its neighbours commit, and it is applied change by change after them', async () => {
+      const tenantId = await newTenant();
+      const hold = holdTenant(tenantId);
+      const [one, bad, three] = [caller(tenantId), caller(tenantId), caller(tenantId)];
+      const pushes = [
+        apply(one, [note('one-a'), note('one-b')]),
+        apply(bad, [note('bad-a'), note('a forbidden word'), note('bad-c')]),
+        apply(three, [note('three-a')]),
+      ];
+      await waitQueued(3);
+      hold.open();
+      const [first, failing, third] = await Promise.all(pushes);
+      // The neighbours took 1..3 (the one behind the refused batch reused the versions it rolled back).
+      expectTiled([first, third], 3);
+      expect(failing.results.map((r) => r.ack.status)).toEqual(['applied', 'rejected', 'applied']);
+      expect(failing.results[1].ack.error).toContain('23514');
+      expect(failing.results.map((r) => r.ack.version)).toEqual([4, undefined, 5]);
+      const rows = await stored(tenantId);
+      expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
+      expect(rows.slice(3).map((r) => r.body)).toEqual(['bad-a', 'bad-c']);
+      expect(await db.query('SELECT current_version FROM tenant_versions WHERE tenant_id = $1', [tenantId])).toMatchObject({ rows: [{ current_version: 5 }] });
+    });
+
+    it('answers a grouped batch sent again from its receipts, applying nothing twice', async () => {
+      const tenantId = await newTenant();
+      const hold = holdTenant(tenantId);
+      const devices = [caller(tenantId), caller(tenantId)];
+      const batches = devices.map((_, d) => [note(`r${d}-a`), note(`r${d}-b`)]);
+      const pushes = devices.map((who, d) => apply(who, batches[d]));
+      await waitQueued(2);
+      hold.open();
+      const firsts = await Promise.all(pushes);
+      // Sent again, both together (grouped once more) and each alone.
+      const hold2 = holdTenant(tenantId);
+      const again = devices.map((who, d) => apply(who, batches[d]));
+      await waitQueued(2);
+      hold2.open();
+      const seconds = [...(await Promise.all(again)), await apply(devices[0], batches[0])];
+      for (const [i, out] of seconds.entries()) {
+        const first = firsts[i % 2];
+        expect(out.results.map((r) => r.ack.status)).toEqual(['duplicate', 'duplicate']);
+        expect(out.results.map((r) => [r.ack.serverId, r.ack.version])).toEqual(first.results.map((r) => [r.ack.serverId, r.ack.version]));
+      }
+      expect(await stored(tenantId)).toHaveLength(4);
+    });
   });
 });

@@ -94,54 +94,74 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
     return { results, written };
   };
 
-  return {
+  /** Commits a prepared batch: the tenant write, then the feed. */
+  const commit = async (caller: PushCaller, parsed: ReturnType<typeof parse>[], live: Parsed[], runOpts: RunOptions): Promise<PushOutcome> => {
+    let committed;
+    try {
+      committed = await withTenantWrite(db, caller.tenantId, async (tx) => {
+        await runOpts.within?.(tx);
+        return run(tx, caller, live, runOpts);
+      });
+    } catch (error) {
+      if (!isChangeCaused(error)) throw error;
+      if (runOpts.allOrNothing) throw new AppError('VALIDATION_FAILED', refusal(error));
+      committed = await withTenantWrite(db, caller.tenantId, async (tx) => {
+        await runOpts.within?.(tx);
+        return runContained(tx, caller, live, runOpts);
+      });
+    }
+    const { results, written } = committed.result;
+    deps.feed.publish({
+      tenantId: caller.tenantId,
+      fromVersion: committed.fromVersion,
+      toVersion: committed.toVersion,
+      changes: written.published.map((p) => p.change),
+      audience: written.published.map((p) => p.audience),
+      userChanges: written.userChanges,
+      membership: written.membership,
+      events: written.events,
+      origin: { userId: caller.userId, agentCode: caller.agentCode, deviceId: caller.deviceId, socketId: caller.socketId },
+    });
+    return {
+      results: parsed.map((p) => (isRejected(p) ? p : results.get(p)!)),
+      fromVersion: committed.fromVersion,
+      toVersion: committed.toVersion,
+    };
+  };
+
+  const engine = {
+    /**
+     * The half of `apply` that needs no lock: checks every change and reads the tenant's
+     * policies. A large write prepares its next batch while the one before commits (the CSV
+     * import); `commit` then applies it as `apply` would.
+     */
+    async prepare(caller: PushCaller, raw: unknown[], opts: PushOptions = {}): Promise<PreparedPush> {
+      const now = opts.now ?? Date.now();
+      const parsed = raw.map((change, index) => parse(change, index, now));
+      if (opts.allOrNothing) throwFirstRejection(parsed.filter(isRejected));
+      const live = parsed.filter((p): p is Parsed => !isRejected(p));
+      if (live.length === 0) return { commit: async () => ({ results: parsed as ChangeResult[], fromVersion: 0, toVersion: 0 }) };
+      // Policies are settings, not data: read before the tenant lock, so its holder does less.
+      // A batch applies the policies in force when it arrived.
+      const policies = await deps.policies.forTenant(db, caller.tenantId);
+      const runOpts: RunOptions = { ...opts, now, policies };
+      return { commit: () => commit(caller, parsed, live, runOpts) };
+    },
+
     /**
      * Applies a batch of changes as `caller`; per-change results in input order. `raw` items
      * are unchecked: each is validated on its own.
      */
     async apply(caller: PushCaller, raw: unknown[], opts: PushOptions = {}): Promise<PushOutcome> {
-      const now = opts.now ?? Date.now();
-      const parsed = raw.map((change, index) => parse(change, index, now));
-      if (opts.allOrNothing) throwFirstRejection(parsed.filter(isRejected));
-      const live = parsed.filter((p): p is Parsed => !isRejected(p));
-      if (live.length === 0) return { results: parsed as ChangeResult[], fromVersion: 0, toVersion: 0 };
-      // Policies are settings, not data: read before the tenant lock, so its holder does less.
-      // A batch applies the policies in force when it arrived.
-      const policies = await deps.policies.forTenant(db, caller.tenantId);
-      const runOpts: RunOptions = { ...opts, now, policies };
-      let committed;
-      try {
-        committed = await withTenantWrite(db, caller.tenantId, async (tx) => {
-          await opts.within?.(tx);
-          return run(tx, caller, live, runOpts);
-        });
-      } catch (error) {
-        if (!isChangeCaused(error)) throw error;
-        if (opts.allOrNothing) throw new AppError('VALIDATION_FAILED', refusal(error));
-        committed = await withTenantWrite(db, caller.tenantId, async (tx) => {
-          await opts.within?.(tx);
-          return runContained(tx, caller, live, runOpts);
-        });
-      }
-      const { results, written } = committed.result;
-      deps.feed.publish({
-        tenantId: caller.tenantId,
-        fromVersion: committed.fromVersion,
-        toVersion: committed.toVersion,
-        changes: written.published.map((p) => p.change),
-        audience: written.published.map((p) => p.audience),
-        userChanges: written.userChanges,
-        membership: written.membership,
-        events: written.events,
-        origin: { userId: caller.userId, agentCode: caller.agentCode, deviceId: caller.deviceId, socketId: caller.socketId },
-      });
-      return {
-        results: parsed.map((p) => (isRejected(p) ? p : results.get(p)!)),
-        fromVersion: committed.fromVersion,
-        toVersion: committed.toVersion,
-      };
+      return (await engine.prepare(caller, raw, opts)).commit();
     },
   };
+  return engine;
+}
+
+/** A checked batch waiting for its tenant write (`PushEngine.prepare`). */
+export interface PreparedPush {
+  commit(): Promise<PushOutcome>;
 }
 
 export type PushEngine = ReturnType<typeof createPushEngine>;

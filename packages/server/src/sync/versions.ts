@@ -4,6 +4,9 @@ import type { Db, Queryable } from '../db/db.js';
 /** The tenant write the current async context runs inside, while it is open. */
 const openWrite = new AsyncLocalStorage<{ tenantId: string; open: boolean }>();
 
+/** The version row each open transaction has locked, and its version as the last writer left it. */
+const heldRows = new WeakMap<Queryable, { tenantId: string; version: number }>();
+
 /** A write transaction of one tenant, with versions handed out in order. */
 export interface TenantTx extends Queryable {
   readonly tenantId: string;
@@ -35,7 +38,11 @@ export interface Committed<T> {
  *
  * Writers of one tenant queue in this process first and take a connection only when it is
  * their turn, so a burst of one tenant's writes holds one pooled connection, not all of them;
- * the row lock still orders writers of several instances. A full queue, or a lock or statement
+ * the row lock still orders writers of several instances. Writers that wait together share one
+ * transaction and one commit (group commit, `TransactionOptions.group`): each under its own
+ * savepoint, in arrival order, each with its own contiguous version range (the version row is
+ * read and written per writer, locked once), none answered before the shared commit; one that
+ * throws is rolled back alone. A full queue, or a lock or statement
  * timeout, throws a retryable 503 (`Db.transaction`). A write of the tenant started inside
  * `fn` would wait for itself forever: it throws instead (pass the `TenantTx` down).
  */
@@ -45,12 +52,20 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
     throw new Error(`withTenantWrite of tenant ${tenantId} inside a write of the same tenant would wait for itself; pass its TenantTx down`);
   }
   return db.transaction(async (q) => {
-    const locked = await q.query<{ current_version: number }>(
-      'SELECT current_version FROM tenant_versions WHERE tenant_id = $1 FOR UPDATE',
-      [tenantId],
-    );
-    if (locked.rows.length === 0) throw new Error(`tenant ${tenantId} has no version row`);
-    const base = locked.rows[0].current_version;
+    // A writer grouped behind another in this transaction finds the row locked already and
+    // its version where the one before left it (a writer that threw left the row as it was).
+    const held = heldRows.get(q);
+    let base: number;
+    if (held?.tenantId === tenantId) {
+      base = held.version;
+    } else {
+      const locked = await q.query<{ current_version: number }>(
+        'SELECT current_version FROM tenant_versions WHERE tenant_id = $1 FOR UPDATE',
+        [tenantId],
+      );
+      if (locked.rows.length === 0) throw new Error(`tenant ${tenantId} has no version row`);
+      base = locked.rows[0].current_version;
+    }
     let current = base;
     const tx: TenantTx = {
       tenantId,
@@ -87,6 +102,7 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
         current,
       ]);
     }
+    heldRows.set(q, { tenantId, version: current });
     return { result, fromVersion: base, toVersion: current };
-  }, { queue: `tenant-write:${tenantId}` });
+  }, { queue: `tenant-write:${tenantId}`, group: true });
 }

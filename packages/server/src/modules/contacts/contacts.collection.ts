@@ -6,14 +6,11 @@ import { normaliseContactFields } from './contacts.normalise.js';
 /** ISO-8601 UTC with milliseconds, as JSON everywhere else in the API. */
 export const isoSql = (col: string) => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
-/** The wire form of a contact row `r`, built in SQL so REST, pull and events agree. */
-export const CONTACT_WIRE_SQL = `json_build_object(
-  'id', r.id, 'version', r.version, 'firstName', r.first_name, 'lastName', r.last_name,
-  'phonePrimary', r.phone_primary, 'phoneSecondary', r.phone_secondary, 'email', r.email,
-  'company', r.company, 'notes', r.notes, 'externalId', r.external_id, 'doNotCall', r.do_not_call,
-  'preferredChannel', r.preferred_channel, 'photoFileId', r.photo_file_id,
-  'createdByAgent', r.created_by_agent, 'isDeleted', r.is_deleted,
-  'createdAt', ${isoSql('r.created_at')}, 'updatedAt', ${isoSql('r.updated_at')})`;
+/**
+ * The wire form of a contact row `r`: the database keeps it in `contacts.wire` on every write
+ * (migration 0012, `contact_wire`), so REST, pull and events agree and nothing builds it twice.
+ */
+export const CONTACT_WIRE_SQL = '(r.wire)::json';
 
 const text = (column: string): FieldDef => ({ column, type: 'text' });
 
@@ -46,6 +43,7 @@ export function contactsCollection(opts: {
     aliases: ['contact'],
     table: 'contacts',
     wireSql: CONTACT_WIRE_SQL,
+    wireText: 'r.wire',
     scope: { kind: 'tenant' },
     write: {
       fields: {

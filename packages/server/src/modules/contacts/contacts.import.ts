@@ -102,23 +102,29 @@ export async function importContactsCsv(
 
   let fields: (string | undefined)[] | undefined;
   let chunk: { line: number; row: ContactCreate }[] = [];
-  // One chunk is written while the next is parsed: parsing is this process's work, writing
-  // the database's, so the two overlap. Chunks still commit one after the other, in order.
+  // Chunks commit one after the other, in order, each in its own transaction. The next chunk
+  // is parsed and checked while the one before commits (parsing is this process's work,
+  // writing the database's, so the two overlap); at most two are in flight, so memory stays flat.
   let writing: Promise<void> = Promise.resolve();
+  let before: Promise<void> = Promise.resolve();
   let writeFailure: { error: unknown } | undefined;
-  const write = async (rows: typeof chunk) => {
-    const outcomes = await contacts.createMany(actor, rows.map((c) => c.row));
+  const write = async (rows: typeof chunk, previous: Promise<void>) => {
+    const prepared = await contacts.prepareMany(actor, rows.map((c) => c.row));
+    await previous;
+    if (writeFailure) return;
+    const outcomes = await prepared.commit();
     outcomes.forEach((outcome, i) => (outcome.ok ? result.created++ : fail(rows[i].line, outcome.error)));
   };
-  /** Starts writing the current chunk once the one before it is written. */
+  /** Starts writing the current chunk behind the one being written. */
   const flush = async () => {
-    await writing;
+    await before;
     if (writeFailure) throw writeFailure.error;
     if (chunk.length === 0) return;
     const rows = chunk;
     chunk = [];
-    writing = write(rows).catch((error: unknown) => {
-      writeFailure = { error };
+    before = writing;
+    writing = write(rows, writing).catch((error: unknown) => {
+      writeFailure ??= { error };
     });
   };
   /** Writes what is left and waits for every write. */

@@ -46,6 +46,11 @@ export interface ContactsService {
   history(tenantId: string, id: string): Promise<HistoryEntry[]>;
   /** Creates many contacts in one batch of the push engine; each row succeeds or fails on its own. */
   createMany(actor: Actor, rows: ContactCreate[]): Promise<RowResult[]>;
+  /**
+   * `createMany` in two steps: checks the rows now, writes them on `commit` (an import checks
+   * its next chunk while the one before commits).
+   */
+  prepareMany(actor: Actor, rows: ContactCreate[]): Promise<{ commit(): Promise<RowResult[]> }>;
   bulk(actor: Actor, rows: unknown[], validate: (row: unknown) => string | undefined): Promise<BulkResult>;
   /** Refreshes the planner statistics of contacts (after large imports). */
   refreshStatistics(): Promise<void>;
@@ -100,17 +105,26 @@ export function createContactsService(deps: { db: Db; push: PushEngine; defaultR
     return get(actor.tenantId, id);
   };
 
-  const createMany = async (actor: Actor, inputs: ContactCreate[]): Promise<RowResult[]> => {
-    if (inputs.length === 0) return [];
-    const outcome = await deps.push.apply(
+  const prepareMany = async (actor: Actor, inputs: ContactCreate[]): Promise<{ commit(): Promise<RowResult[]> }> => {
+    if (inputs.length === 0) return { commit: async () => [] };
+    const prepared = await deps.push.prepare(
       callerOf(actor),
       inputs.map((data) => ({ changeId: randomUUID(), entityType: 'contacts', operation: 'create', timestamp: Date.now(), data })),
       { receipts: false },
     );
-    return outcome.results.map(({ ack, details }) =>
-      ack.success ? { ok: true as const, id: ack.serverId! } : { ok: false as const, error: ack.error ?? 'Rejected', existingId: details?.[0]?.existingId as string | undefined },
-    );
+    return {
+      async commit() {
+        const outcome = await prepared.commit();
+        return outcome.results.map(({ ack, details }) =>
+          ack.success
+            ? { ok: true as const, id: ack.serverId! }
+            : { ok: false as const, error: ack.error ?? 'Rejected', existingId: details?.[0]?.existingId as string | undefined },
+        );
+      },
+    };
   };
+
+  const createMany = async (actor: Actor, inputs: ContactCreate[]): Promise<RowResult[]> => (await prepareMany(actor, inputs)).commit();
 
   return {
     async create(actor, input) {
@@ -159,6 +173,7 @@ export function createContactsService(deps: { db: Db; push: PushEngine; defaultR
     },
 
     createMany,
+    prepareMany,
 
     async bulk(actor, rows, validate) {
       const valid: { index: number; row: ContactCreate }[] = [];

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Change } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../../db/db.js';
 import { AUDIT_INSERT_SQL, auditPayload } from '../audit.js';
@@ -94,11 +95,32 @@ export async function writeBatch(
   return { published, events, userChanges: extra.userChanges, membership: extra.membership };
 }
 
+/** The upsert statement of each collection, built once, named by its text (prepared per connection). */
+const upserts = new WeakMap<WritableDef, { sql: string; name: string }>();
+
+function upsertStatement(def: WritableDef): { sql: string; name: string } {
+  let statement = upserts.get(def);
+  if (!statement) {
+    const fields = Object.values(def.write.fields);
+    const recordset = ['id uuid', 'version bigint', 'is_deleted boolean', ...fields.map((f) => `${f.column} ${f.type}`)].join(', ');
+    const columns = fields.map((f) => f.column);
+    const sql = `INSERT INTO ${def.table} AS r (id, tenant_id, version, is_deleted, ${columns.join(', ')})
+     SELECT i.id, $1, i.version, i.is_deleted, ${columns.map((c) => `i.${c}`).join(', ')}
+       FROM jsonb_to_recordset($2::jsonb) AS i(${recordset})
+     ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, is_deleted = EXCLUDED.is_deleted, updated_at = now(),
+       ${columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}
+     WHERE r.tenant_id = $1
+     RETURNING r.id, ${def.wireSql} AS data`;
+    // An insert has no plan to choose: planned once per connection.
+    statement = { sql, name: `push-upsert:${createHash('sha1').update(sql).digest('hex').slice(0, 16)}` };
+    upserts.set(def, statement);
+  }
+  return statement;
+}
+
 /** Inserts or updates the final state of the touched records of one collection in one statement. */
 async function upsertRecords(tx: Queryable, tenantId: string, def: WritableDef, rows: RecordState[]): Promise<void> {
   const fields = Object.entries(def.write.fields);
-  const recordset = ['id uuid', 'version bigint', 'is_deleted boolean', ...fields.map(([, f]) => `${f.column} ${f.type}`)].join(', ');
-  const columns = fields.map(([, f]) => f.column);
   const payload = rows.map((s) => {
     const row: Record<string, unknown> = { id: s.id, version: s.version, is_deleted: s.isDeleted };
     for (const [name, f] of fields) {
@@ -107,19 +129,10 @@ async function upsertRecords(tx: Queryable, tenantId: string, def: WritableDef, 
     }
     return row;
   });
-  const { rows: written } = await tx.query<{ id: string; data: Record<string, unknown> }>(
-    `INSERT INTO ${def.table} AS r (id, tenant_id, version, is_deleted, ${columns.join(', ')})
-     SELECT i.id, $1, i.version, i.is_deleted, ${columns.map((c) => `i.${c}`).join(', ')}
-       FROM jsonb_to_recordset($2::jsonb) AS i(${recordset})
-     ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, is_deleted = EXCLUDED.is_deleted, updated_at = now(),
-       ${columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}
-     WHERE r.tenant_id = $1
-     RETURNING r.id, ${def.wireSql} AS data`,
-    [tenantId, JSON.stringify(payload)],
-  );
+  const { sql, name } = upsertStatement(def);
+  const { rows: written } = await tx.query<{ id: string; data: Record<string, unknown> }>(sql, [tenantId, JSON.stringify(payload)], { prepare: name });
   if (written.length !== rows.length) throw new Error(`upsert of ${def.name} wrote ${written.length} of ${rows.length} rows`);
   // What was stored, with the database's timestamps, is what the feed publishes.
   const byId = new Map(written.map((w) => [w.id, w.data]));
   for (const s of rows) s.data = byId.get(s.id) ?? s.data;
 }
-

@@ -1,0 +1,107 @@
+import type { Known } from '../lib/data.js';
+import { withWorkers } from '../lib/ipc.js';
+import type { LoopResult } from '../lib/loops.js';
+import { round } from '../lib/stats.js';
+import { metric, type Scenario, type Tenant } from '../lib/types.js';
+import { assertClean, createTenant, latencyMetrics, mergeLoops, split } from './common.js';
+import { BATCH, CREATES } from './push.js';
+
+const TENANTS = 10;
+const DEVICES_PER_TENANT = 5;
+const WORKERS = 2;
+const SERVER_POOL = 10;
+/** Records each device edits: disjoint slices of its tenant's imported contacts. */
+const KNOWN_PER_DEVICE = 1000;
+/** Limit writers 60-109: phone ranges of their own, after push-throughput's 10-59. */
+const FIRST_LIMIT_WRITER = 60;
+
+/**
+ * 50 devices over 10 tenants (5 each, each tenant seeded with 5,000 imported contacts) pushing
+ * batches of 100 (50 new contacts, 50 edits with their baseVersion) back to back from two load
+ * processes: tenants' writes do not wait for each other, so this scales with the machine.
+ * Limit: the same rows and index entries through pg, no tenant lock, 50 writers on as many
+ * connections as the server's pool.
+ */
+export const pushTenants: Scenario = {
+  name: 'push-tenants',
+  title: 'pushed changes per second, 50 devices over 10 tenants, batches of 100',
+  budgetMs: ({ quick }) => (quick ? 120_000 : 300_000),
+  async run(ctx) {
+    const suffix = Date.now().toString(36);
+    const tenants: Tenant[] = [];
+    for (let t = 0; t < TENANTS; t++) tenants.push(await createTenant(ctx, `push-t${t}-${suffix}`, DEVICES_PER_TENANT));
+    await withWorkers('http-load.ts', 1, async ([w]) => {
+      for (const tenant of tenants) await w.call('importCsv', { url: ctx.server.url, adminKey: tenant.adminKey, count: DEVICES_PER_TENANT * KNOWN_PER_DEVICE }, 300_000);
+    });
+    const devices: { apiKey: string; deviceId: string; index: number; known: Known[] }[] = [];
+    for (const [t, tenant] of tenants.entries()) {
+      const { rows: known } = await ctx.pool.query<{ id: string; version: number }>(
+        'SELECT id, version FROM contacts WHERE tenant_id = $1 AND NOT is_deleted ORDER BY id LIMIT $2',
+        [tenant.id, DEVICES_PER_TENANT * KNOWN_PER_DEVICE],
+      );
+      for (let d = 0; d < DEVICES_PER_TENANT; d++) {
+        devices.push({
+          apiKey: tenant.agents[d].apiKey,
+          deviceId: `push-tenants-${t}-${d}`,
+          index: t * DEVICES_PER_TENANT + d,
+          known: known.slice(d * KNOWN_PER_DEVICE, (d + 1) * KNOWN_PER_DEVICE),
+        });
+      }
+    }
+    await ctx.pool.query('ANALYZE contacts');
+    const { loadMs: durationMs, warmupMs } = ctx.scale;
+    const server = mergeLoops(
+      await ctx.serverPhase(() =>
+        withWorkers('http-load.ts', WORKERS, (workers) =>
+          Promise.all(
+            split(devices, WORKERS).map((slice, i) =>
+              workers[i].call<LoopResult>(
+                'pushConcurrent',
+                { url: ctx.server.url, devices: slice, durationMs, warmupMs, size: BATCH, creates: CREATES },
+                durationMs + warmupMs + 120_000,
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+    assertClean('push load', server);
+    const limit = mergeLoops([
+      await withWorkers('pg-load.ts', 1, ([w]) =>
+        w.call<LoopResult>(
+          'pushConcurrent',
+          {
+            databaseUrl: ctx.databaseUrl,
+            tenantIds: tenants.map((t) => t.id),
+            concurrency: devices.length,
+            poolMax: SERVER_POOL,
+            durationMs,
+            warmupMs,
+            size: BATCH,
+            creates: CREATES,
+            firstWriter: FIRST_LIMIT_WRITER,
+          },
+          durationMs + warmupMs + 120_000,
+        ),
+      ),
+    ]);
+    assertClean('push limit', limit);
+    const limitWhat = `the same rows and index entries via pg, no tenant lock, 50 writers on ${SERVER_POOL} connections`;
+    return {
+      metrics: [
+        metric({
+          key: 'push-tenants.changes',
+          label: 'pushed changes/s over 10 tenants',
+          unit: 'changes/s',
+          value: round(server.units / (server.elapsedMs / 1000)),
+          better: 'higher',
+          target: { op: '>=', value: 15_000 },
+          limit: round(limit.units / (limit.elapsedMs / 1000)),
+          limitWhat,
+        }),
+        ...latencyMetrics('push-tenants.latency', 'batch latency under load', server.latency, limit.latency, limitWhat),
+      ],
+      details: { tenants: TENANTS, devices: devices.length, loadProcesses: WORKERS, durationMs, batches: server.ops },
+    };
+  },
+};
