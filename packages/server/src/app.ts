@@ -30,7 +30,7 @@ import { createDevicesService } from './modules/devices/devices.service.js';
 import { syncRoutes } from './modules/sync/sync.routes.js';
 import { tenantsRoutes } from './modules/tenants/tenants.routes.js';
 import { createTenantsService } from './modules/tenants/tenants.service.js';
-import { createGateway, type Gateway } from './realtime/gateway.js';
+import { CLUSTER_ANSWER_MS, createGateway, type Gateway } from './realtime/gateway.js';
 import { sha256 } from './modules/auth/credentials.js';
 import { createMaintenanceJob } from './jobs/maintenance.job.js';
 import { CollectionRegistry } from './sync/collections.js';
@@ -395,7 +395,7 @@ export async function buildApp(deps: AppDeps) {
   gateway = realtime;
   mountChatSocket({ gateway: realtime, chat, presence });
   mountFleetSocket({ gateway: realtime });
-  if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync' }));
+  if (redis && sub) realtime.useAdapter(createAdapter(redis, sub, { key: 'fieldsync', requestsTimeout: CLUSTER_ANSWER_MS }));
   app.addHook('preClose', async () => {
     closing = true;
     await realtime.shutdown();

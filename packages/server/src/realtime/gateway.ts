@@ -21,7 +21,6 @@ import type {
 } from '@fieldsync/protocol/events';
 import { AppError } from '../errors.js';
 import { sha256 } from '../lib/hash.js';
-import { within } from '../lib/within.js';
 import { refusalOf, screenBatch } from '../lib/values.js';
 import { compileBodyValidator } from '../lib/validation.js';
 import type { Role } from '@fieldsync/protocol/auth';
@@ -147,8 +146,8 @@ export interface SocketLifecycle {
   gone(principal: Principal, socketId: string): void;
 }
 
-/** How long an instance waits for the others' answers (the credential's socket count). */
-const CLUSTER_ANSWER_MS = 2000;
+/** How long an instance waits for the others' answers (the Redis adapter's `requestsTimeout`). */
+export const CLUSTER_ANSWER_MS = 1000;
 
 /** `authenticate` events a socket may send before it is disconnected. */
 export const MAX_AUTH_ATTEMPTS = 3;
@@ -218,21 +217,22 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
   /**
    * How many sockets hold a credential, on every instance: each instance answers with its own
    * count (one number each, not the sockets: a storm of 10,000 admissions asking for 1,000
-   * sockets' descriptions each timed the handshakes out). Other instances that do not answer in
-   * time are not counted, and the limit holds on this instance alone: a safeguard must not turn
-   * away every device when the cluster is slow.
+   * sockets' descriptions each timed the handshakes out). The adapter waits
+   * `CLUSTER_ANSWER_MS` for the answers; those of instances that answered by then count, one that
+   * did not (busy, or shutting down) does not: a safeguard must not turn away every device when
+   * one instance is slow.
    */
   const socketsOf = async (key: string, max: number) => {
     const local = localSocketsOf(key);
     if (!clustered || local >= max) return local;
-    try {
-      const ask = io.serverSideEmitWithAck as unknown as (event: string, key: string) => Promise<number[]>;
-      const others = await within(ask.call(io, 'fieldsync:credential-sockets', key), CLUSTER_ANSWER_MS, 'the other instances');
-      return others.reduce((sum, n) => sum + (Number.isFinite(n) ? n : 0), local);
-    } catch (error) {
-      log.warn({ err: error }, "counting a credential's sockets on the other instances timed out; this instance's count applies");
-      return local;
-    }
+    const others = await new Promise<unknown[]>((resolve) => {
+      const ask = io.serverSideEmit as unknown as (event: string, key: string, ack: (error: Error | null, answers: unknown[]) => void) => void;
+      ask.call(io, 'fieldsync:credential-sockets', key, (error, answers) => {
+        if (error) log.warn({ err: error }, "some instances did not answer with their count of a credential's sockets in time");
+        resolve(answers ?? []);
+      });
+    });
+    return others.reduce<number>((sum, n) => sum + (typeof n === 'number' && Number.isFinite(n) ? n : 0), local);
   };
 
   /**
