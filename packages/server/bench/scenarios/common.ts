@@ -1,4 +1,5 @@
 import type { Known } from '../lib/data.js';
+import { withWorkers } from '../lib/ipc.js';
 import type { LoopResult } from '../lib/loops.js';
 import { round, summarize, type Summary } from '../lib/stats.js';
 import { metric, type BenchContext, type Metric, type Target, type Tenant } from '../lib/types.js';
@@ -110,4 +111,43 @@ export async function storeWireCopy(ctx: BenchContext): Promise<void> {
     [ctx.a.id],
   );
   await ctx.pool.query('VACUUM ANALYZE bench_limit_wire');
+}
+
+/**
+ * `devices` pushing batches back to back from `workers` load processes against the server, and
+ * the same writes as the physical limit: the same rows and index entries through `pg`, versions
+ * from a sequence instead of the tenant lock, as many writers on `poolMax` connections. Answers
+ * both loops merged, each checked clean, with the limit's description.
+ */
+export async function pushLoadAndLimit(
+  ctx: BenchContext,
+  devices: { apiKey: string; deviceId: string; index: number; known: Known[] }[],
+  opts: { workers: number; size: number; creates: number; tenantIds: string[]; poolMax: number; firstWriter: number },
+) {
+  const { loadMs: durationMs, warmupMs } = ctx.scale;
+  const budget = durationMs + warmupMs + 120_000;
+  const server = mergeLoops(
+    await ctx.serverPhase(() =>
+      withWorkers('http-load.ts', opts.workers, (workers) =>
+        Promise.all(
+          split(devices, opts.workers).map((slice, i) =>
+            workers[i].call<LoopResult>('pushConcurrent', { url: ctx.server.url, devices: slice, durationMs, warmupMs, size: opts.size, creates: opts.creates }, budget),
+          ),
+        ),
+      ),
+    ),
+  );
+  assertClean('push load', server);
+  const limit = mergeLoops([
+    await withWorkers('pg-load.ts', 1, ([w]) =>
+      w.call<LoopResult>(
+        'pushConcurrent',
+        { databaseUrl: ctx.databaseUrl, tenantIds: opts.tenantIds, concurrency: devices.length, poolMax: opts.poolMax, durationMs, warmupMs, size: opts.size, creates: opts.creates, firstWriter: opts.firstWriter },
+        budget,
+      ),
+    ),
+  ]);
+  assertClean('push limit', limit);
+  const limitWhat = `the same rows and index entries via pg, no tenant lock, ${devices.length} writers on ${opts.poolMax} connections`;
+  return { server, limit, limitWhat, durationMs };
 }

@@ -1,9 +1,8 @@
 import type { Known } from '../lib/data.js';
 import { withWorkers } from '../lib/ipc.js';
-import type { LoopResult } from '../lib/loops.js';
 import { round } from '../lib/stats.js';
 import { metric, type Scenario, type Tenant } from '../lib/types.js';
-import { assertClean, createTenant, latencyMetrics, mergeLoops, split } from './common.js';
+import { createTenant, latencyMetrics, pushLoadAndLimit } from './common.js';
 import { BATCH, CREATES } from './push.js';
 
 const TENANTS = 10;
@@ -49,44 +48,7 @@ export const pushTenants: Scenario = {
       }
     }
     await ctx.pool.query('ANALYZE contacts');
-    const { loadMs: durationMs, warmupMs } = ctx.scale;
-    const server = mergeLoops(
-      await ctx.serverPhase(() =>
-        withWorkers('http-load.ts', WORKERS, (workers) =>
-          Promise.all(
-            split(devices, WORKERS).map((slice, i) =>
-              workers[i].call<LoopResult>(
-                'pushConcurrent',
-                { url: ctx.server.url, devices: slice, durationMs, warmupMs, size: BATCH, creates: CREATES },
-                durationMs + warmupMs + 120_000,
-              ),
-            ),
-          ),
-        ),
-      ),
-    );
-    assertClean('push load', server);
-    const limit = mergeLoops([
-      await withWorkers('pg-load.ts', 1, ([w]) =>
-        w.call<LoopResult>(
-          'pushConcurrent',
-          {
-            databaseUrl: ctx.databaseUrl,
-            tenantIds: tenants.map((t) => t.id),
-            concurrency: devices.length,
-            poolMax: SERVER_POOL,
-            durationMs,
-            warmupMs,
-            size: BATCH,
-            creates: CREATES,
-            firstWriter: FIRST_LIMIT_WRITER,
-          },
-          durationMs + warmupMs + 120_000,
-        ),
-      ),
-    ]);
-    assertClean('push limit', limit);
-    const limitWhat = `the same rows and index entries via pg, no tenant lock, 50 writers on ${SERVER_POOL} connections`;
+    const { server, limit, limitWhat, durationMs } = await pushLoadAndLimit(ctx, devices, { workers: WORKERS, size: BATCH, creates: CREATES, tenantIds: tenants.map((t) => t.id), poolMax: SERVER_POOL, firstWriter: FIRST_LIMIT_WRITER });
     return {
       metrics: [
         metric({

@@ -1,8 +1,6 @@
-import { withWorkers } from '../lib/ipc.js';
-import type { LoopResult } from '../lib/loops.js';
 import { round } from '../lib/stats.js';
 import { metric, type Scenario } from '../lib/types.js';
-import { assertClean, devicesOf, knownContacts, latencyMetrics, mergeLoops, split } from './common.js';
+import { devicesOf, knownContacts, latencyMetrics, pushLoadAndLimit } from './common.js';
 import { BATCH, CREATES } from './push.js';
 
 const DEVICES = 50;
@@ -23,34 +21,7 @@ export const pushThroughput: Scenario = {
   async run(ctx) {
     const known = await knownContacts(ctx, 2000, DEVICES * KNOWN_PER_DEVICE);
     const devices = devicesOf(ctx, 'push-load', DEVICES, 1).map((d, i) => ({ ...d, known: known.slice(i * KNOWN_PER_DEVICE, (i + 1) * KNOWN_PER_DEVICE) }));
-    const { loadMs: durationMs, warmupMs } = ctx.scale;
-    const server = mergeLoops(
-      await ctx.serverPhase(() =>
-        withWorkers('http-load.ts', WORKERS, (workers) =>
-          Promise.all(
-            split(devices, WORKERS).map((slice, i) =>
-              workers[i].call<LoopResult>(
-                'pushConcurrent',
-                { url: ctx.server.url, devices: slice, durationMs, warmupMs, size: BATCH, creates: CREATES },
-                durationMs + warmupMs + 120_000,
-              ),
-            ),
-          ),
-        ),
-      ),
-    );
-    assertClean('push load', server);
-    const limit = mergeLoops([
-      await withWorkers('pg-load.ts', 1, ([w]) =>
-        w.call<LoopResult>(
-          'pushConcurrent',
-          { databaseUrl: ctx.databaseUrl, tenantIds: [ctx.b.id], concurrency: DEVICES, poolMax: SERVER_POOL, durationMs, warmupMs, size: BATCH, creates: CREATES, firstWriter: 10 },
-          durationMs + warmupMs + 120_000,
-        ),
-      ),
-    ]);
-    assertClean('push limit', limit);
-    const limitWhat = `the same rows and index entries via pg, no tenant lock, 50 writers on ${SERVER_POOL} connections`;
+    const { server, limit, limitWhat, durationMs } = await pushLoadAndLimit(ctx, devices, { workers: WORKERS, size: BATCH, creates: CREATES, tenantIds: [ctx.b.id], poolMax: SERVER_POOL, firstWriter: 10 });
     return {
       metrics: [
         metric({
