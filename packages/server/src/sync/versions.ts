@@ -41,7 +41,7 @@ export interface Committed<T> {
  * the row lock still orders writers of several instances. Writers that wait together share one
  * transaction and one commit (group commit, `TransactionOptions.group`): each under its own
  * savepoint, in arrival order, each with its own contiguous version range (the version row is
- * read and written per writer, locked once), none answered before the shared commit; one that
+ * locked and read by the first, written by each), none answered before the shared commit; one that
  * throws is rolled back alone. A full queue, or a lock or statement
  * timeout, throws a retryable 503 (`Db.transaction`). A write of the tenant started inside
  * `fn` would wait for itself forever: it throws instead (pass the `TenantTx` down).
