@@ -727,12 +727,14 @@ export class FieldsyncClient {
     if (this.liveOn) return;
     this.liveOn = true;
     this.setState({ live: 'connecting' });
-    // The handshake `auth` (SPEC §7); `{}` when no token could be had: the server then waits for `authenticate`.
+    // The handshake `auth` (SPEC §7); `{}` when no token could be had: the server then waits for
+    // `authenticate`. The client reads `changes` alone: `seedEvents: false` spares it the
+    // contact events that restate them.
     const auth = (cb: (data: SocketAuth | Record<string, never>) => void) => {
       const { apiKey, token } = this.opts;
-      if (apiKey) return cb({ apiKey, deviceId: this.deviceId });
+      if (apiKey) return cb({ apiKey, deviceId: this.deviceId, seedEvents: false });
       Promise.resolve(typeof token === 'function' ? token() : token!).then(
-        (t) => cb({ token: t, deviceId: this.deviceId }),
+        (t) => cb({ token: t, deviceId: this.deviceId, seedEvents: false }),
         () => cb({}),
       );
     };

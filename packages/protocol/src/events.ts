@@ -12,14 +12,22 @@ import { ErrorCodeSchema, ErrorEnvelope } from './errors.js';
 
 const DeviceId = Type.String({ pattern: '^[\\w.:-]{1,128}$' });
 
+/**
+ * `false`: the socket reads `changes` alone and is not sent the seed's events that only restate
+ * them (`contact_created`, `contact_updated`, `contact_deleted`): half the frames of a contact
+ * change. The SDK sends it. Default `true`, as SPEC §7 describes.
+ */
+const SeedEvents = Type.Optional(Type.Boolean());
+
 /** Socket handshake `auth`, or the body of the `authenticate` event: an access token, or an API key. */
 export const SocketAuth = Type.Union([
-  Type.Object({ token: Type.String({ minLength: 1, maxLength: 4096 }), deviceId: Type.Optional(DeviceId) }, { additionalProperties: false }),
+  Type.Object({ token: Type.String({ minLength: 1, maxLength: 4096 }), deviceId: Type.Optional(DeviceId), seedEvents: SeedEvents }, { additionalProperties: false }),
   Type.Object(
     {
       apiKey: Type.String({ minLength: 1, maxLength: 256 }),
       deviceId: Type.Optional(DeviceId),
       agentCode: Type.Optional(Type.String({ maxLength: 64 })),
+      seedEvents: SeedEvents,
     },
     { additionalProperties: false },
   ),

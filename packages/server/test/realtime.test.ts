@@ -200,13 +200,15 @@ describe.each(backends)('real-time gateway on %s', (backend) => {
     let d2: Probe; // agent B
     let other: Probe; // another tenant
     let d1Id: string;
+    let d2Id: string;
+    let d3Id: string;
 
     beforeAll(async () => {
-      d1Id = deviceId('d1');
+      [d1Id, d2Id, d3Id] = [deviceId('d1'), deviceId('d2'), deviceId('d3')];
       [d1, d3, d2, other] = await Promise.all([
         authedProbe(app.url, { apiKey: a.apiKey, deviceId: d1Id }),
-        authedProbe(app.url, { apiKey: a.apiKey, deviceId: deviceId('d3') }),
-        authedProbe(app.url, { apiKey: b.apiKey, deviceId: deviceId('d2') }),
+        authedProbe(app.url, { apiKey: a.apiKey, deviceId: d3Id }),
+        authedProbe(app.url, { apiKey: b.apiKey, deviceId: d2Id }),
         authedProbe(app.url, { apiKey: otherTenantKey, deviceId: deviceId('other') }),
       ]);
     });
@@ -268,6 +270,53 @@ describe.each(backends)('real-time gateway on %s', (backend) => {
         expect(changes.changes).toEqual([{ collection: 'contacts', op: 'delete', id: contact.id, version: event.version, data: event.contact }]);
       }
       await expectNoEcho(contact.id);
+    });
+
+    it("records a delivered changes event as the device's checkpoint, beside its other facts, without a pull", async () => {
+      const first = await createContact(a.apiKey, d1Id);
+      await d2.waitFor('changes', (p) => p.toVersion === first.version);
+      await d3.waitFor('changes', (p) => p.toVersion === first.version);
+      // d3 also reports itself: its row gets a full update in the same flush as the delivery.
+      d3.socket.emit('heartbeat', { networkType: 'wifi', appVersion: '9.9.9', osVersion: 'test' });
+      const second = await createContact(a.apiKey, d1Id);
+      await d2.waitFor('changes', (p) => p.toVersion === second.version);
+      await d3.waitFor('changes', (p) => p.toVersion === second.version);
+      for (const id of [d2Id, d3Id]) {
+        const row = await app.api('GET', `/api/devices/${id}`);
+        expect(row.status).toBe(200);
+        expect(row.body.data).toMatchObject({ deviceId: id, lastSyncVersion: second.version });
+      }
+      expect((await app.api('GET', `/api/devices/${d3Id}`)).body.data).toMatchObject({ networkType: 'wifi', appVersion: '9.9.9' });
+    });
+
+    it('spares a socket that says seedEvents: false the contact events, not the changes, alone and beside scoped changes', async () => {
+      const quietSocket = await authedProbe(app.url, { apiKey: b.apiKey, deviceId: deviceId('changes-only'), seedEvents: false });
+      try {
+        // A contact alone: every socket of the tenant gets one room broadcast.
+        const contact = await createContact(a.apiKey, d1Id);
+        await quietSocket.waitFor('changes', aboutContact(contact.id));
+        await d2.waitFor('contact_created', aboutContact(contact.id));
+        // A contact beside a space (scoped to its owner): the sockets are grouped one by one.
+        const push = await app.api('POST', '/api/sync', {
+          key: a.apiKey,
+          body: {
+            deviceId: d1Id,
+            changes: [
+              { entityType: 'contacts', operation: 'create', localId: 'c-1', timestamp: new Date().toISOString(), data: { firstName: 'Mixed', phonePrimary: uniquePhone() } },
+              { entityType: 'spaces', operation: 'create', localId: 's-1', timestamp: new Date().toISOString(), data: { name: 'Mine' } },
+            ],
+          },
+        });
+        expect(push.status).toBe(200);
+        const mixed = push.body.data.acknowledged[0].serverId as string;
+        await quietSocket.waitFor('changes', aboutContact(mixed));
+        await d2.waitFor('contact_created', aboutContact(mixed));
+        await quiet();
+        expect(quietSocket.all('contact_created')).toEqual([]);
+        expect(quietSocket.all('changes').filter(aboutContact(contact.id))).toHaveLength(1);
+      } finally {
+        closeAll(quietSocket);
+      }
     });
 
     it('echoes to every device when the writer names no device, but never to another tenant', async () => {

@@ -58,3 +58,41 @@ export function openFilesLimitOf(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ; 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/** CPU time (user + system, ms) a process has used so far, from /proc; 0 when it is gone. */
+export function cpuMsOf(pid: number, part: 'user' | 'system' | 'all' = 'all'): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = (part === 'system' ? 0 : Number(fields[11])) + (part === 'user' ? 0 : Number(fields[12]));
+    return (ticks * 1000) / TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
+
+/** The child processes of `pid` (nginx's workers), from /proc. */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * CPU time groups of processes use while `fn` runs (ms per group), to tell where a scenario's
+ * time goes on a machine whose cores every process shares.
+ */
+export async function cpuDuring<T>(groups: Record<string, number[]>, fn: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number> }> {
+  const sum = (pids: number[], part: 'user' | 'system') => pids.reduce((ms, pid) => ms + cpuMsOf(pid, part), 0);
+  const read = () => Object.entries(groups).flatMap(([name, pids]) => [[`${name}.user`, sum(pids, 'user')], [`${name}.system`, sum(pids, 'system')]] as const);
+  const before = new Map(read());
+  const result = await fn();
+  const cpuMs = Object.fromEntries(read().map(([key, ms]) => [key, Math.round(ms - before.get(key)!)]));
+  return { result, cpuMs };
+}

@@ -3,6 +3,12 @@
  * plain WebSocket clients of the bare `ws` server (the physical limit). They record when each
  * change arrives; the marker of a change is the firstName of its first record, of a chat
  * message (`receive_message`) its content.
+ *
+ * Two Socket.IO clients: `socketio` is socket.io-client itself; `wire` speaks the same protocol
+ * (Engine.IO 4 over WebSocket, Socket.IO 5 packets) on the plain `ws` client the limit's devices
+ * use, so that ten thousand devices on one machine cost the load processes what the limit's
+ * cost, not socket.io-client's own work per message ten thousand times over (work a phone does
+ * on its own CPU). The devices read `changes` alone, as the SDK does (`seedEvents: false`).
  */
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
@@ -16,6 +22,8 @@ interface ChangesEvent {
 }
 
 const sockets: Socket[] = [];
+/** `wire` devices: plain ws connections speaking Socket.IO's protocol. */
+const wired: WebSocket[] = [];
 const plain: WebSocket[] = [];
 let armed = false;
 /** Arrival times by marker. */
@@ -36,7 +44,7 @@ function record(event: ChangesEvent, t: number, kind = 'changes') {
 /** Connects one authenticated Socket.IO client (from `localAddress` when given); resolves when the server says `authenticated`. */
 function connectSocketIo(url: string, apiKey: string, deviceId: string, localAddress?: string): Promise<void> {
   // localAddress (a loopback address of its own) reaches Node's socket through engine.io-client and ws.
-  const options = { auth: { apiKey, deviceId }, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 20_000, localAddress };
+  const options = { auth: { apiKey, deviceId, seedEvents: false }, transports: ['websocket'], reconnection: false, forceNew: true, timeout: 20_000, localAddress };
   const socket = io(url, options as Parameters<typeof io>[1]);
   sockets.push(socket);
   socket.on('changes', (event: ChangesEvent) => record(event, wallNow()));
@@ -46,6 +54,36 @@ function connectSocketIo(url: string, apiKey: string, deviceId: string, localAdd
       socket.once('authenticated', () => resolve());
       socket.once('connect_error', (error) => reject(error));
       socket.once('auth_error', (error: unknown) => reject(new Error(JSON.stringify(error))));
+    }),
+    30_000,
+    `socket ${deviceId}`,
+  );
+}
+
+/**
+ * One device speaking Socket.IO's wire protocol over a plain ws connection: the server's
+ * Engine.IO open packet (`0{...}`) is answered with a Socket.IO CONNECT carrying the auth
+ * (`40{...}`); pings (`2`) with pongs (`3`); events arrive as `42["name",payload]`. Resolves on
+ * `authenticated`, rejects on a CONNECT_ERROR (`44{...}`), an `auth_error` or a close.
+ */
+function connectWire(url: string, apiKey: string, deviceId: string, localAddress?: string): Promise<void> {
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false, localAddress });
+  wired.push(ws);
+  return within(
+    new Promise<void>((resolve, reject) => {
+      ws.on('message', (data) => {
+        const text = data.toString();
+        if (text === '2') return ws.send('3');
+        if (text.startsWith('42')) {
+          const [name, payload] = JSON.parse(text.slice(2)) as [string, ChangesEvent];
+          if (name === 'changes' || name === 'receive_message') record(payload, wallNow(), name);
+          else if (name === 'authenticated') resolve();
+          else if (name === 'auth_error') reject(new Error(JSON.stringify(payload)));
+        } else if (text.startsWith('0')) ws.send(`40${JSON.stringify({ apiKey, deviceId, seedEvents: false })}`);
+        else if (text.startsWith('44')) reject(new Error(`connect_error ${text.slice(2)}`));
+      });
+      ws.once('error', reject);
+      ws.once('close', () => reject(new Error('closed before authenticated')));
     }),
     30_000,
     `socket ${deviceId}`,
@@ -74,16 +112,18 @@ serve({
    * Opens the connections `concurrency` at a time. Socket.IO: one per entry of `devices`;
    * ws: `count` to `url`. Answers how many connected and how long it took.
    */
-  async connect(arg: { mode: 'socketio' | 'ws'; url: string; devices?: { apiKey: string; deviceId: string; localAddress?: string }[]; count?: number; concurrency: number }) {
-    const total = arg.mode === 'socketio' ? arg.devices!.length : arg.count!;
+  async connect(arg: { mode: 'socketio' | 'wire' | 'ws'; url: string; devices?: { apiKey: string; deviceId: string; localAddress?: string }[]; count?: number; concurrency: number }) {
+    const total = arg.mode === 'ws' ? arg.count! : arg.devices!.length;
     const t0 = wallNow();
     let connected = 0;
     let failed = 0;
     let firstError: string | undefined;
     for (let start = 0; start < total; start += arg.concurrency) {
-      const wave = Array.from({ length: Math.min(arg.concurrency, total - start) }, (_, k) =>
-        arg.mode === 'socketio' ? connectSocketIo(arg.url, arg.devices![start + k].apiKey, arg.devices![start + k].deviceId, arg.devices![start + k].localAddress) : connectWs(arg.url),
-      );
+      const wave = Array.from({ length: Math.min(arg.concurrency, total - start) }, (_, k) => {
+        if (arg.mode === 'ws') return connectWs(arg.url);
+        const { apiKey, deviceId, localAddress } = arg.devices![start + k];
+        return (arg.mode === 'wire' ? connectWire : connectSocketIo)(arg.url, apiKey, deviceId, localAddress);
+      });
       for (const outcome of await Promise.allSettled(wave)) {
         if (outcome.status === 'fulfilled') connected++;
         else {
@@ -112,11 +152,11 @@ serve({
   sample: (kind = 'changes') => samples.get(kind),
 
   /** How many of this process's connections are still open. */
-  open: () => sockets.filter((s) => s.connected).length + plain.filter((w) => w.readyState === WebSocket.OPEN).length,
+  open: () => sockets.filter((s) => s.connected).length + [...wired, ...plain].filter((w) => w.readyState === WebSocket.OPEN).length,
 
   async close() {
     for (const s of sockets.splice(0)) s.disconnect();
-    for (const w of plain.splice(0)) w.terminate();
+    for (const w of [...wired.splice(0), ...plain.splice(0)]) w.terminate();
     await sleep(200);
   },
 });

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closed, freePort, ROOT, sleep } from '../../src/lib/child-server.js';
 import { withWorkers, type Worker } from '../lib/ipc.js';
-import { stopChild, track } from '../lib/proc.js';
+import { childrenOf, cpuDuring, stopChild, track } from '../lib/proc.js';
+import { connectInspector, profilerOf } from '../lib/inspector.js';
+import { summarizeProfile } from '../lib/profile.js';
 import { startFieldsync, type RunningServer } from '../lib/server.js';
 import { NotAvailable, type Scenario } from '../lib/types.js';
 import { fanoutMetrics, measureFanout, measureWsFanout, connectWs, replayPayload, withWsServer, writerOf } from './fanout.js';
@@ -21,6 +23,13 @@ const CONNECT_WAVE = 100;
  * this 2-core machine, load generators included, longer than the 400 ms of the smaller fan-outs).
  */
 const SPACING_MS = 2000;
+
+/**
+ * The devices' client: `wire` (default) speaks Socket.IO's protocol on the plain ws client the
+ * limit's devices use (load/sockets.ts says why); BENCH_SOCKET_CLIENT=socketio runs
+ * socket.io-client itself.
+ */
+const CLIENT = process.env.BENCH_SOCKET_CLIENT === 'socketio' ? 'socketio' : 'wire';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((path) => spawnSync(path, ['-v']).status === 0);
 
@@ -40,7 +49,7 @@ function nginxConfig(ports: number[], listen: number, sockets: number): string {
     .replace(/worker_connections \d+;/, `worker_connections ${2 * sockets + 1024};`);
 }
 
-async function startNginx(ports: number[], sockets: number): Promise<{ url: string; stop(): Promise<void> }> {
+async function startNginx(ports: number[], sockets: number): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   if (!NGINX) throw new NotAvailable('nginx is not installed (apt-get install -y nginx-light)');
   const prefix = mkdtempSync(join(tmpdir(), 'fieldsync-bench-nginx-'));
   mkdirSync(join(prefix, 'logs'));
@@ -57,7 +66,7 @@ async function startNginx(ports: number[], sockets: number): Promise<{ url: stri
     rmSync(prefix, { recursive: true, force: true });
   };
   for (let i = 0; ; i++) {
-    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) return { url, stop };
+    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) return { url, pid: child.pid!, stop };
     if (i > 200) {
       const log = readFileSync(join(prefix, 'logs/error.log'), 'utf8');
       await stop();
@@ -80,7 +89,7 @@ async function connectSpread(url: string, workers: Worker[], devices: { apiKey: 
     workers.map((w, i) =>
       w.call<{ connected: number; failed: number; firstError?: string; ms: number }>(
         'connect',
-        { mode: 'socketio', url, devices: devices.slice(i * per, (i + 1) * per), concurrency: CONNECT_WAVE },
+        { mode: CLIENT, url, devices: devices.slice(i * per, (i + 1) * per), concurrency: CONNECT_WAVE },
         600_000,
       ),
     ),
@@ -133,7 +142,31 @@ export const fanoutNginx: Scenario = {
         const writer = writerOf(ctx, 'nginx-writer', nginx.url);
         await writer.send('warm-up');
         await sleep(1000);
-        const server = await measureFanout(workers, total, ctx.scale.fanoutChanges, SPACING_MS, writer.send);
+        // CPU per change by component: on two cores shared by all of them, it is where the time goes.
+        const perChange = (cpuMs: Record<string, number>) =>
+          Object.fromEntries(Object.entries(cpuMs).map(([name, ms]) => [name, Math.round(ms / ctx.scale.fanoutChanges)]));
+        // PostgreSQL: the backends serving this database (the instances' pools, after the warm-up).
+        const { rows: backends } = await ctx.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+        const groups = { instances: instances.map((s) => s.pid), nginx: childrenOf(nginx.pid), devices: workers.map((w) => w.pid), postgres: backends.map((b) => b.pid) };
+        // The same processes over as long with no change: what they spend anyway (pings, timers).
+        // BENCH_PROFILE_INSTANCE=1: CPU profiles of the first instance, idle and over the measured changes.
+        const profiler = process.env.BENCH_PROFILE_INSTANCE === '1' && instances[0].inspectorUrl ? await profilerOf(await connectInspector(instances[0].inspectorUrl)) : undefined;
+        const profiled = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+          if (!profiler) return fn();
+          await profiler.start();
+          const result = await fn();
+          const file = join(ROOT, `packages/server/bench/profiles/fanout-10k-nginx-${name}.cpuprofile`);
+          mkdirSync(join(file, '..'), { recursive: true });
+          writeFileSync(file, JSON.stringify(await profiler.stop()));
+          ctx.log(summarizeProfile(file));
+          return result;
+        };
+        const { cpuMs: idleMs } = await profiled('idle', () => cpuDuring(groups, () => sleep(ctx.scale.fanoutChanges * SPACING_MS)));
+        ctx.log(`  CPU ms per change slot, idle: ${JSON.stringify(perChange(idleMs))}`);
+        const { result: server, cpuMs } = await profiled('instance', () =>
+          cpuDuring(groups, () => measureFanout(workers, total, ctx.scale.fanoutChanges, SPACING_MS, writer.send)),
+        );
+        ctx.log(`  CPU ms per change: ${JSON.stringify(perChange(cpuMs))}`);
         writer.client.close();
         const payload = replayPayload(await workers[0].call('sample'));
         await Promise.all(workers.map((w) => w.call('close', undefined, 60_000)));
@@ -141,13 +174,16 @@ export const fanoutNginx: Scenario = {
         const limit = await withWsServer(async (ws) => {
           await connectWs(workers, ws.wsUrl, [{ room: 'a', count: total }]);
           await sleep(ctx.scale.settleMs);
-          const run = await measureWsFanout(workers, ws.url, payload, total, ctx.scale.fanoutChanges, SPACING_MS);
+          const run = await cpuDuring({ server: [ws.worker.pid], devices: workers.map((w) => w.pid) }, () =>
+            measureWsFanout(workers, ws.url, payload, total, ctx.scale.fanoutChanges, SPACING_MS),
+          );
+          ctx.log(`  limit's CPU ms per change: ${JSON.stringify(perChange(run.cpuMs))}`);
           await Promise.all(workers.map((w) => w.call('close', undefined, 60_000)));
           return run;
         });
         return {
-          metrics: fanoutMetrics('fanout-10k-nginx', server, limit, 200),
-          details: { devices: total, throughNginx: !bypass, socketsPerInstance: spread, connectMs: connect.ms, changes: ctx.scale.fanoutChanges },
+          metrics: fanoutMetrics('fanout-10k-nginx', server, limit.result, 200),
+          details: { cpuMsPerChange: perChange(cpuMs), limitCpuMsPerChange: perChange(limit.cpuMs), devices: total, client: CLIENT, throughNginx: !bypass, socketsPerInstance: spread, connectMs: connect.ms, changes: ctx.scale.fanoutChanges },
         };
       });
     } finally {

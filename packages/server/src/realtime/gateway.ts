@@ -81,6 +81,8 @@ export const rooms = {
   user: (tenantId: string, userId: string) => `u:${tenantId}:${userId}`,
   device: (tenantId: string, deviceId: string) => `d:${tenantId}:${deviceId}`,
   credential: (key: string) => `c:${key}`,
+  /** The tenant's sockets that read `changes` alone (handshake `seedEvents: false`). */
+  changesOnly: (tenantId: string) => `q:${tenantId}`,
 };
 
 // Socket payloads are validated with the protocol's schemas, as HTTP bodies are with theirs.
@@ -262,6 +264,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
   const join = (socket: FsSocket): AuthenticatedPayload => {
     const principal = socket.data.principal!;
     const joined = [rooms.tenant(principal.tenantId), rooms.user(principal.tenantId, principal.userId), rooms.credential(socket.data.credential!.key)];
+    if (socket.data.credential!.auth.seedEvents === false) joined.push(rooms.changesOnly(principal.tenantId));
     if (principal.deviceId) {
       joined.push(rooms.device(principal.tenantId, principal.deviceId));
       deps.devices.setOnline(principal.tenantId, principal.deviceId, true);
@@ -454,7 +457,10 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
       const room = io.local.to(rooms.tenant(tenantId));
       const target = commit.origin.deviceId ? room.except(rooms.device(tenantId, commit.origin.deviceId)) : room;
       target.emit('changes', { ...range, changes: tenantWide });
-      for (const event of events) (target.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
+      for (const event of events) {
+        const to = event.restates ? target.except(rooms.changesOnly(tenantId)) : target;
+        (to.emit as (name: string, payload: unknown) => boolean)(event.name, event.payload);
+      }
       for (const socketId of local) {
         const principal = (nsp.sockets.get(socketId) as FsSocket | undefined)?.data.principal;
         if (principal && principal.deviceId !== commit.origin.deviceId) delivered(principal);
@@ -514,6 +520,7 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
   /** Whether a commit's event goes to `socket` (`writer`: the socket is the writing device's). */
   const reaches = (event: CommitEmit, socket: FsSocket, writer: boolean, originSocket: string | undefined) => {
     if ((event.skip ?? 'device') === 'device' ? writer : socket.id === originSocket) return false;
+    if (event.restates && socket.data.credential?.auth.seedEvents === false) return false;
     return targets(event.to, socket);
   };
 

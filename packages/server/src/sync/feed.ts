@@ -24,6 +24,11 @@ export interface CommitEmit {
   payload: unknown;
   to?: { audience: string } | { users: string[] };
   skip?: 'device' | 'socket';
+  /**
+   * The event only restates changes of the same commit (contacts' `contact_updated` and kin):
+   * a socket that reads `changes` alone (handshake `seedEvents: false`, as the SDK's) is spared it.
+   */
+  restates?: boolean;
 }
 
 /** A committed write as the real-time layer sees it. */

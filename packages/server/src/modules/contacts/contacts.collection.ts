@@ -28,7 +28,7 @@ export function contactEvents(applied: AppliedChange[], agentCode: string | unde
   if (applied.length > MAX_CONTACT_EVENTS) return [];
   return applied.map(({ op, after }) => {
     const [name, by] = CONTACT_EVENTS[op];
-    return { name, payload: { contact: after, version: after.version, [by]: agentCode ?? null } };
+    return { name, payload: { contact: after, version: after.version, [by]: agentCode ?? null }, restates: true };
   });
 }
 

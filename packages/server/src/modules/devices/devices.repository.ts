@@ -76,6 +76,20 @@ export async function upsertDevices(db: Queryable, updates: DeviceUpdate[]): Pro
   );
 }
 
+/**
+ * Raises the checkpoint of devices that a `changes` event up to `version` reached (a socket
+ * delivery: nothing else about them changed). One statement per version: a commit reaching
+ * ten thousand sockets costs their ids, not an upsert of every column of every row.
+ */
+export async function raiseDelivered(db: Queryable, tenantId: string, version: number, deviceIds: string[]): Promise<void> {
+  if (deviceIds.length === 0) return;
+  await db.query(
+    `UPDATE devices SET last_sync_version = $2
+      WHERE tenant_id = $1 AND device_id = ANY (ARRAY(SELECT json_array_elements_text($3::json))) AND last_sync_version < $2`,
+    [tenantId, version, JSON.stringify(deviceIds)],
+  );
+}
+
 const DEVICE_SQL = `SELECT d.device_id AS "deviceId", d.user_id AS "userId", d.agent_code AS "agentCode", d.platform,
     d.app_version AS "appVersion", d.os_version AS "osVersion", d.network_type AS "networkType", d.battery,
     d.last_sync_version AS "lastSyncVersion",

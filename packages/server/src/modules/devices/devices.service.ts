@@ -55,6 +55,12 @@ export function createDevicesService(deps: {
   onChange?: (tenantId: string, deviceIds: string[]) => void;
 }): DevicesService {
   const pending = new Map<string, repo.DeviceUpdate>();
+  /**
+   * Devices whose socket a `changes` event reached, and nothing else since the last flush:
+   * the highest version delivered, by device key. Kept apart from `pending` because a
+   * commit reaches every socket of a tenant, and raising a checkpoint is one narrow update.
+   */
+  const delivered = new Map<string, { tenantId: string; deviceId: string; version: number }>();
   /** Device owners seen: an owner never changes, so a hit needs no database. */
   const owners = new Map<string, string>();
   const online = new Map<string, number>();
@@ -66,6 +72,11 @@ export function createDevicesService(deps: {
     let update = pending.get(key);
     if (!update) {
       update = { tenantId: who.tenantId, deviceId: who.deviceId, lastSeenAt: '', addChanges: 0, addSyncs: 0, addErrors: 0 };
+      const reached = delivered.get(key);
+      if (reached) {
+        update.lastSyncVersion = reached.version;
+        delivered.delete(key);
+      }
       pending.set(key, update);
     }
     update.userId = who.userId ?? update.userId;
@@ -81,28 +92,44 @@ export function createDevicesService(deps: {
     }
   };
 
-  const announce = (batch: repo.DeviceUpdate[]) => {
+  const announce = (batch: { tenantId: string; deviceId: string }[]) => {
     if (!deps.onChange) return;
     const byTenant = new Map<string, string[]>();
-    for (const u of batch) byTenant.set(u.tenantId, [...(byTenant.get(u.tenantId) ?? []), u.deviceId]);
+    for (const u of batch) {
+      const ids = byTenant.get(u.tenantId);
+      if (ids) ids.push(u.deviceId);
+      else byTenant.set(u.tenantId, [u.deviceId]);
+    }
     for (const [tenantId, ids] of byTenant) deps.onChange(tenantId, ids);
   };
 
   const flush = (): Promise<void> => {
     flushing = flushing.then(async () => {
-      if (pending.size === 0) return;
+      if (pending.size === 0 && delivered.size === 0) return;
       const batch = [...pending.values()];
       pending.clear();
-      try {
-        await repo.upsertDevices(deps.db, batch);
-        announce(batch);
-      } catch (error) {
-        // One row the database refuses must not keep every other device unrecorded: write them
-        // one by one, and drop only the rows that fail on their own.
-        deps.onError?.(error);
-        for (const update of batch) await repo.upsertDevices(deps.db, [update]).catch((e: unknown) => deps.onError?.(e));
-        announce(batch);
+      const reached = [...delivered.values()];
+      delivered.clear();
+      if (batch.length > 0) {
+        try {
+          await repo.upsertDevices(deps.db, batch);
+        } catch (error) {
+          // One row the database refuses must not keep every other device unrecorded: write them
+          // one by one, and drop only the rows that fail on their own.
+          deps.onError?.(error);
+          for (const update of batch) await repo.upsertDevices(deps.db, [update]).catch((e: unknown) => deps.onError?.(e));
+        }
       }
+      // Deliveries by tenant and version: a commit's event reached its sockets at one version.
+      const byVersion = new Map<string, { tenantId: string; version: number; deviceIds: string[] }>();
+      for (const r of reached) {
+        const key = `${r.tenantId}\u0000${r.version}`;
+        const group = byVersion.get(key);
+        if (group) group.deviceIds.push(r.deviceId);
+        else byVersion.set(key, { tenantId: r.tenantId, version: r.version, deviceIds: [r.deviceId] });
+      }
+      for (const g of byVersion.values()) await repo.raiseDelivered(deps.db, g.tenantId, g.version, g.deviceIds).catch((e: unknown) => deps.onError?.(e));
+      announce([...batch, ...reached]);
     });
     return flushing;
   };
@@ -135,12 +162,14 @@ export function createDevicesService(deps: {
     },
     recordDelivered(who, version) {
       const key = `${who.tenantId}\u0000${who.deviceId}`;
-      let update = pending.get(key);
-      if (!update) {
-        update = { tenantId: who.tenantId, deviceId: who.deviceId, addChanges: 0, addSyncs: 0, addErrors: 0 };
-        pending.set(key, update);
+      const update = pending.get(key);
+      if (update) {
+        update.lastSyncVersion = Math.max(update.lastSyncVersion ?? 0, version);
+        return;
       }
-      update.lastSyncVersion = Math.max(update.lastSyncVersion ?? 0, version);
+      const reached = delivered.get(key);
+      if (reached) reached.version = Math.max(reached.version, version);
+      else delivered.set(key, { tenantId: who.tenantId, deviceId: who.deviceId, version });
     },
     async claim(tenantId, deviceId, userId) {
       const key = `${tenantId}\u0000${deviceId}`;
