@@ -83,7 +83,7 @@ import { createFleetNotifier, fleetRoom } from './modules/fleet/fleet.notifier.j
 import { mountFleetSocket } from './modules/fleet/fleet.socket.js';
 import { dashboardRoutes } from './dashboard/dashboard.routes.js';
 import { fieldAppRoutes } from './field-app/field-app.routes.js';
-import { createPeriodicJob } from './jobs/periodic.js';
+import { claimRound, createPeriodicJob } from './jobs/periodic.js';
 import type { PushEngine } from './sync/push.js';
 
 export const VERSION = '0.1.0';
@@ -428,6 +428,10 @@ export async function buildApp(deps: AppDeps) {
     intervalMs: config.alertIntervalMs,
     logger,
     failure: 'alert evaluation failed',
+    // Rounds read every instance's analytics and the whole fleet from the database: one
+    // instance of several takes each round (with ten thousand devices, a round is a read of
+    // ten thousand rows, not worth doing once per instance).
+    claim: () => claimRound(db, 'alerts', config.alertIntervalMs * 0.8),
     // This instance's latest counts and device rows first, so its rules read them.
     work: async () => {
       await Promise.all([analytics.flush(), devices.flush()]);

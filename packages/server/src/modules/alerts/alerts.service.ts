@@ -31,8 +31,10 @@ const keyOf = (c: { tenantId: string; type: string; deviceId?: string | null }) 
  * Alerts (SPEC §11, docs/operations.md "Alerts"): each round reads the last minutes of sync
  * analytics (every instance's, through the database) and the fleet's devices, works out which
  * conditions hold, raises the new ones, updates the ones still holding and resolves the rest.
- * Instances may evaluate at once: the active-alert unique index and conditional updates make
- * every raise and resolve happen once, and only the instance that did it logs and announces it.
+ * Instances take turns (the alerts job claims each round, jobs/periodic.ts `claimRound`) and
+ * may still evaluate at once (`tick()`): the active-alert unique index and conditional updates
+ * make every raise and resolve happen once, and only the instance that did it logs and
+ * announces it.
  */
 export function createAlertsService(deps: {
   db: Db;
