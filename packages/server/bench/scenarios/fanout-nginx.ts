@@ -9,7 +9,7 @@ import { connectInspector, profilerOf } from '../lib/inspector.js';
 import { summarizeProfile } from '../lib/profile.js';
 import { startFieldsync, type RunningServer } from '../lib/server.js';
 import { NotAvailable, type Scenario } from '../lib/types.js';
-import { fanoutMetrics, measureFanout, measureWsFanout, connectWs, replayPayload, withWsServer, writerOf } from './fanout.js';
+import { SOCKET_CLIENT, fanoutMetrics, measureFanout, measureWsFanout, connectWs, replayPayload, withWsServer, writerOf } from './fanout.js';
 
 const INSTANCES = 3;
 /** Sockets per load process. */
@@ -23,13 +23,6 @@ const CONNECT_WAVE = 100;
  * this 2-core machine, load generators included, longer than the 400 ms of the smaller fan-outs).
  */
 const SPACING_MS = 2000;
-
-/**
- * The devices' client: `wire` (default) speaks Socket.IO's protocol on the plain ws client the
- * limit's devices use (load/sockets.ts says why); BENCH_SOCKET_CLIENT=socketio runs
- * socket.io-client itself.
- */
-const CLIENT = process.env.BENCH_SOCKET_CLIENT === 'socketio' ? 'socketio' : 'wire';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((path) => spawnSync(path, ['-v']).status === 0);
 
@@ -89,7 +82,7 @@ async function connectSpread(url: string, workers: Worker[], devices: { apiKey: 
     workers.map((w, i) =>
       w.call<{ connected: number; failed: number; firstError?: string; ms: number }>(
         'connect',
-        { mode: CLIENT, url, devices: devices.slice(i * per, (i + 1) * per), concurrency: CONNECT_WAVE },
+        { mode: SOCKET_CLIENT, url, devices: devices.slice(i * per, (i + 1) * per), concurrency: CONNECT_WAVE },
         600_000,
       ),
     ),
@@ -183,7 +176,7 @@ export const fanoutNginx: Scenario = {
         });
         return {
           metrics: fanoutMetrics('fanout-10k-nginx', server, limit.result, 200),
-          details: { cpuMsPerChange: perChange(cpuMs), limitCpuMsPerChange: perChange(limit.cpuMs), devices: total, client: CLIENT, throughNginx: !bypass, socketsPerInstance: spread, connectMs: connect.ms, changes: ctx.scale.fanoutChanges },
+          details: { cpuMsPerChange: perChange(cpuMs), limitCpuMsPerChange: perChange(limit.cpuMs), devices: total, client: SOCKET_CLIENT, throughNginx: !bypass, socketsPerInstance: spread, connectMs: connect.ms, changes: ctx.scale.fanoutChanges },
         };
       });
     } finally {

@@ -6,6 +6,13 @@ import { metric, type BenchContext, type Metric, type Scenario } from '../lib/ty
 import { latencyMetrics, split } from './common.js';
 import { newContact } from '../lib/data.js';
 
+/**
+ * The devices' Socket.IO client: `wire` (default) speaks Socket.IO's protocol on the plain ws
+ * client the limits' devices use (load/sockets.ts says why); BENCH_SOCKET_CLIENT=socketio runs
+ * socket.io-client itself.
+ */
+export const SOCKET_CLIENT = process.env.BENCH_SOCKET_CLIENT === 'socketio' ? 'socketio' : 'wire';
+
 /** Socket workers connect this many sockets at a time. */
 const CONNECT_WAVE = 50;
 
@@ -96,13 +103,13 @@ export async function withWsServer<T>(fn: (server: { worker: Worker; url: string
   }
 }
 
-/** Connects `devices` as Socket.IO clients of the server at `url`, spread over `workers`; fails unless all connect. */
+/** Connects `devices` as Socket.IO clients (`SOCKET_CLIENT`) of the server at `url`, spread over `workers`; fails unless all connect. */
 export async function connectSocketIo(url: string, workers: Worker[], devices: { apiKey: string; deviceId: string }[]) {
   const results = await Promise.all(
     split(devices, workers.length).map((slice, i) =>
       workers[i].call<{ connected: number; failed: number; firstError?: string; ms: number }>(
         'connect',
-        { mode: 'socketio', url, devices: slice, concurrency: CONNECT_WAVE },
+        { mode: SOCKET_CLIENT, url, devices: slice, concurrency: CONNECT_WAVE },
         600_000,
       ),
     ),
