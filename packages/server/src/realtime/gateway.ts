@@ -546,9 +546,11 @@ export function createGateway(server: HttpServer, deps: GatewayDeps) {
   (io.on as (event: string, listener: (relay: Relay) => void) => void)('fieldsync:relay', relayLocal);
 
   // This instance's commits are delivered here and, through the adapter, on every other instance.
+  // The other instances are told first: delivering to this instance's sockets writes to each
+  // of them, and the others' deliveries should not wait for that.
   const broadcast = (commit: CommitEvent) => {
-    deliver(commit);
     if (clustered) io.serverSideEmit('fieldsync:commit', commit);
+    deliver(commit);
   };
   let clustered = false;
   (io.on as (event: string, listener: (commit: CommitEvent) => void) => void)('fieldsync:commit', deliver);
