@@ -113,8 +113,8 @@ function connectWire(url: string, apiKey: string, deviceId: string, localAddress
   );
 }
 
-function connectWs(url: string): Promise<void> {
-  const ws = new WebSocket(url, { perMessageDeflate: false });
+function connectWs(url: string, localAddress?: string): Promise<void> {
+  const ws = new WebSocket(url, { perMessageDeflate: false, localAddress });
   plain.push(ws);
   ws.on('message', (data) => {
     const text = data.toString();
@@ -135,7 +135,15 @@ serve({
    * Opens the connections `concurrency` at a time. Socket.IO: one per entry of `devices`;
    * ws: `count` to `url`. Answers how many connected and how long it took.
    */
-  async connect(arg: { mode: 'socketio' | 'wire' | 'ws'; url: string; devices?: { apiKey: string; deviceId: string; localAddress?: string }[]; count?: number; concurrency: number }) {
+  async connect(arg: {
+    mode: 'socketio' | 'wire' | 'ws';
+    url: string;
+    devices?: { apiKey: string; deviceId: string; localAddress?: string }[];
+    count?: number;
+    /** ws: the loopback addresses the clients connect from, in turn. */
+    localAddresses?: string[];
+    concurrency: number;
+  }) {
     const total = arg.mode === 'ws' ? arg.count! : arg.devices!.length;
     const t0 = wallNow();
     let connected = 0;
@@ -143,7 +151,7 @@ serve({
     let firstError: string | undefined;
     for (let start = 0; start < total; start += arg.concurrency) {
       const wave = Array.from({ length: Math.min(arg.concurrency, total - start) }, (_, k) => {
-        if (arg.mode === 'ws') return connectWs(arg.url);
+        if (arg.mode === 'ws') return connectWs(arg.url, arg.localAddresses?.[(start + k) % arg.localAddresses.length]);
         const { apiKey, deviceId, localAddress } = arg.devices![start + k];
         return (arg.mode === 'wire' ? connectWire : connectSocketIo)(arg.url, apiKey, deviceId, localAddress);
       });

@@ -1,7 +1,7 @@
 /**
  * The physical limit of fan-out and of idle connections: a bare `ws` server. Clients join a
  * room with `?room=`; `POST /broadcast?room=` sends the request body to every client of the
- * room, as is, and answers 204.
+ * room, as is, and answers 204; `GET /health` answers 200 (for nginx in front of it).
  */
 import http from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -19,6 +19,11 @@ serve({
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        // nginx in front of it waits for GET /health before the run starts.
+        if (req.method === 'GET' && req.url === '/health') {
+          res.writeHead(200).end('ok');
+          return;
+        }
         if (req.method !== 'POST' || !req.url?.startsWith('/broadcast')) {
           res.writeHead(404).end();
           return;

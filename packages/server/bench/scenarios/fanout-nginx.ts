@@ -3,12 +3,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closed, freePort, ROOT, sleep } from '../../src/lib/child-server.js';
-import { withWorkers, type Worker } from '../lib/ipc.js';
+import { startWorker, withWorkers, type Worker } from '../lib/ipc.js';
 import { childrenOf, cpuDuring, stopChild, track } from '../lib/proc.js';
 import { connectInspector, profilerOf } from '../lib/inspector.js';
 import { summarizeProfile } from '../lib/profile.js';
 import { startFieldsync, type RunningServer } from '../lib/server.js';
-import { NotAvailable, type Scenario } from '../lib/types.js';
+import { metric, NotAvailable, type Scenario } from '../lib/types.js';
+import { round } from '../lib/stats.js';
 import { SOCKET_CLIENT, fanoutMetrics, measureFanout, measureWsFanout, connectWs, replayPayload, withWsServer, writerOf } from './fanout.js';
 
 const INSTANCES = 3;
@@ -66,6 +67,32 @@ async function startNginx(ports: number[], sockets: number): Promise<{ url: stri
       throw new Error(`nginx did not come up: ${log}`);
     }
     await sleep(50);
+  }
+}
+
+/** Three bare ws servers behind nginx (deploy/nginx.conf) for `fn`; stopped afterwards. */
+async function withBareServersBehindNginx<T>(
+  sockets: number,
+  fn: (servers: ({ pid: number; url: string }[] & { nginxWorkers: number[] }), wsUrl: string) => Promise<T>,
+): Promise<T> {
+  const workers = await Promise.all(Array.from({ length: INSTANCES }, (_, i) => startWorker('ws-server.ts', `ws-server.ts#nginx${i}`)));
+  try {
+    const started = await Promise.all(workers.map((w) => w.call<{ url: string; wsUrl: string }>('start')));
+    const nginx = await startNginx(started.map((s) => Number(new URL(s.url).port)), sockets);
+    try {
+      const servers = Object.assign(
+        workers.map((w, i) => ({ pid: w.pid, url: started[i].url })),
+        { nginxWorkers: childrenOf(nginx.pid) },
+      );
+      return await fn(servers, nginx.url.replace(/^http/, 'ws'));
+    } finally {
+      await nginx.stop();
+    }
+  } finally {
+    await Promise.all(workers.map(async (w) => {
+      await w.call('stop', undefined, 20_000).catch(() => undefined);
+      await w.stop();
+    }));
   }
 }
 
@@ -174,9 +201,33 @@ export const fanoutNginx: Scenario = {
           await Promise.all(workers.map((w) => w.call('close', undefined, 60_000)));
           return run;
         });
+
+        // The deployment's own share: the same broadcast from three bare ws servers (a third of the
+        // clients each) behind the same nginx, so the nginx hop is in the reference too.
+        const behindNginx = bypass ? undefined : await withBareServersBehindNginx(total, async (servers, wsUrl) => {
+          const addresses = Array.from({ length: ADDRESSES }, (_, n) => `127.0.1.${1 + n}`);
+          await connectWs(workers, wsUrl, [{ room: 'a', count: total }], addresses);
+          await sleep(ctx.scale.settleMs);
+          const run = await cpuDuring({ servers: servers.map((w) => w.pid), nginx: servers.nginxWorkers, devices: workers.map((w) => w.pid) }, () =>
+            measureWsFanout(workers, servers.map((w) => w.url), payload, total, ctx.scale.fanoutChanges, SPACING_MS),
+          );
+          ctx.log(`  bare ws servers behind nginx, CPU ms per change: ${JSON.stringify(perChange(run.cpuMs))}; p50 ${run.result.latency.p50} ms, p95 ${run.result.latency.p95} ms`);
+          await Promise.all(workers.map((w) => w.call('close', undefined, 60_000)));
+          return run;
+        });
+        const behindWhat = 'the same payload broadcast by 3 bare ws servers (a third of the clients each) behind the same nginx';
         return {
-          metrics: fanoutMetrics('fanout-10k-nginx', server, limit.result, 200),
-          details: { cpuMsPerChange: perChange(cpuMs), limitCpuMsPerChange: perChange(limit.cpuMs), devices: total, client: SOCKET_CLIENT, throughNginx: !bypass, socketsPerInstance: spread, connectMs: connect.ms, changes: ctx.scale.fanoutChanges },
+          metrics: [
+            ...fanoutMetrics('fanout-10k-nginx', server, limit.result, 200),
+            ...(behindNginx
+              ? [
+                  metric({ key: 'fanout-10k-nginx.bare-behind-nginx.p50', label: `reference: ${behindWhat}, p50`, unit: 'ms', value: round(behindNginx.result.latency.p50), better: 'lower' }),
+                  metric({ key: 'fanout-10k-nginx.bare-behind-nginx.p95', label: `reference: ${behindWhat}, p95`, unit: 'ms', value: round(behindNginx.result.latency.p95), better: 'lower' }),
+                ]
+              : []),
+          ],
+          details: {
+            behindNginxCpuMsPerChange: behindNginx && perChange(behindNginx.cpuMs), cpuMsPerChange: perChange(cpuMs), limitCpuMsPerChange: perChange(limit.cpuMs), devices: total, client: SOCKET_CLIENT, throughNginx: !bypass, socketsPerInstance: spread, connectMs: connect.ms, changes: ctx.scale.fanoutChanges },
         };
       });
     } finally {

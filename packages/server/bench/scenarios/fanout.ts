@@ -119,15 +119,15 @@ export async function connectSocketIo(url: string, workers: Worker[], devices: {
   return { ms: Math.max(...results.map((r) => r.ms)) };
 }
 
-/** Connects plain ws clients to each room, every room's clients spread over the workers. */
-export async function connectWs(workers: Worker[], wsUrl: string, rooms: { room: string; count: number }[]) {
+/** Connects plain ws clients to each room, every room's clients spread over the workers (from `localAddresses` in turn, when given). */
+export async function connectWs(workers: Worker[], wsUrl: string, rooms: { room: string; count: number }[], localAddresses?: string[]) {
   for (const { room, count } of rooms) {
     const shares = workers.map((_, i) => Math.floor(count / workers.length) + (i < count % workers.length ? 1 : 0));
     const results = await Promise.all(
       workers.map((w, i) =>
         shares[i] === 0
           ? { failed: 0, firstError: undefined }
-          : w.call<{ failed: number; firstError?: string }>('connect', { mode: 'ws', url: `${wsUrl}/?room=${room}`, count: shares[i], concurrency: CONNECT_WAVE }, 600_000),
+          : w.call<{ failed: number; firstError?: string }>('connect', { mode: 'ws', url: `${wsUrl}/?room=${room}`, count: shares[i], localAddresses, concurrency: CONNECT_WAVE }, 600_000),
       ),
     );
     const failed = results.reduce((n, r) => n + r.failed, 0);
@@ -136,15 +136,17 @@ export async function connectWs(workers: Worker[], wsUrl: string, rooms: { room:
 }
 
 /** The same fan-out through the bare ws server: the marker-swapped payload, POSTed and broadcast to room `a`. */
-export async function measureWsFanout(workers: Worker[], url: string, payload: (marker: string) => string, receivers: number, changes: number, spacingMs: number) {
-  const client = new HttpClient(url);
+export async function measureWsFanout(workers: Worker[], url: string | string[], payload: (marker: string) => string, receivers: number, changes: number, spacingMs: number) {
+  // Several servers (each holding some of the clients) are told at once.
+  const clients = (Array.isArray(url) ? url : [url]).map((u) => new HttpClient(u));
   try {
     return await measureFanout(workers, receivers, changes, spacingMs, async (marker) => {
-      const answer = await client.request('POST', '/broadcast?room=a', payload(marker));
-      if (answer.status !== 204) throw new Error(`broadcast: ${answer.status}`);
+      const body = payload(marker);
+      const answers = await Promise.all(clients.map((client) => client.request('POST', '/broadcast?room=a', body)));
+      if (answers.some((a) => a.status !== 204)) throw new Error(`broadcast: ${answers.map((a) => a.status).join(', ')}`);
     });
   } finally {
-    client.close();
+    for (const client of clients) client.close();
   }
 }
 
