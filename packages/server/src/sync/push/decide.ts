@@ -15,6 +15,11 @@ export interface Decisions {
   /** Records whose final state must be written. */
   dirty: RecordState[];
   audits: AuditEntry[];
+  /**
+   * Creates, audited apart: their audit entry is the created record's fields, which the write
+   * step derives in SQL from the rows it inserts (no entry built, sent and parsed per create).
+   */
+  createAudits: CreateAudit[];
   /** Local id -> the record created for it, newest last (one row per local id). */
   newLocal: Map<string, { collection: string; serverId: string }>;
   receiptRows: { change_key: string; ack: unknown; conflict: unknown }[];
@@ -23,10 +28,27 @@ export interface Decisions {
   applied: Map<CollectionDef, AppliedChange[]>;
 }
 
+/** A create's audit entry before its changes: every audited field of `data`, from null. */
+export interface CreateAudit {
+  entry: Omit<AuditEntry, 'changes' | 'at'>;
+  state: RecordState;
+  /** The record as created (the state may change again later in the batch). */
+  data: Record<string, unknown>;
+  /** The change's time (ms). */
+  at: number;
+}
+
+/** The create's full audit entry, as `auditOf` would build it. */
+export const createAuditEntry = (c: CreateAudit): AuditEntry => ({
+  ...c.entry,
+  changes: diffRecords(undefined, c.data, auditedFields(c.state.def)),
+  at: new Date(c.at).toISOString(),
+});
+
 const audited = new WeakMap<WritableDef, string[]>();
 
 /** The fields an audit entry records for a collection (derived once per definition). */
-function auditedFields(def: WritableDef): string[] {
+export function auditedFields(def: WritableDef): string[] {
   let fields = audited.get(def);
   if (!fields) {
     fields = Object.entries(def.write.fields).filter(([, f]) => f.audit !== false).map(([name]) => name);
@@ -55,6 +77,7 @@ export function decideBatch(
     results: new Map(),
     dirty: [],
     audits: [],
+    createAudits: [],
     newLocal: new Map(),
     receiptRows: [],
     conflictRows: [],
@@ -225,7 +248,21 @@ export function decideBatch(
       out.newLocal.set(p.raw.localId, { collection: p.def.name, serverId: id });
       localMap.set(p.raw.localId, id);
     }
-    out.audits.push(auditOf(p, id, version, 'create', undefined, created.data));
+    out.createAudits.push({
+      entry: {
+        tenantId: caller.tenantId,
+        collection: p.def.name,
+        recordId: id,
+        version,
+        action: 'create',
+        userId: caller.userId,
+        agentCode: caller.agentCode,
+        deviceId: caller.deviceId,
+      },
+      state: created,
+      data: created.data,
+      at: p.at,
+    });
     record(p.def, { id, op: 'create', before: undefined, after: created.data });
     return { ack: ackOf(p, { serverId: id, version }) };
   };
