@@ -108,8 +108,43 @@ describe.each(backends)('the batched push on %s', (backend) => {
         ['delete', before + 3, 'order-1'],
       ]);
       expect(entries[1].changes).toEqual({ company: { from: null, to: 'Ordered' } });
+      // The create's entry holds the record as created, not as the batch left it.
+      expect(entries[0].changes).toEqual({ firstName: { from: null, to: 'Ord' }, phonePrimary: { from: null, to: phone }, doNotCall: { from: null, to: false } });
       // The phone is free again: a live record may take it.
       expect(await countPhone(phone)).toBe(0);
+    });
+
+    it('audits each created record with every field it set, by its device, at the change time, whether or not the batch edits it again', async () => {
+      const at = [ts(-60_000), ts(-30_000), ts(-10_000)];
+      const kept = { ...createChange('au-1', { company: 'Kept Ltd', email: 'kept@example.com' }), timestamp: at[0] };
+      const edited = { ...createChange('au-2'), timestamp: at[1] };
+      const res = await push({
+        deviceId: 'audit-1',
+        changes: [kept, edited, { localId: 'au-2', entityType: 'contacts', operation: 'update', timestamp: at[2], data: { notes: 'later' } }],
+      });
+      expect(acksOf(res).map((a) => a.status)).toEqual(['applied', 'applied', 'applied']);
+      const [keptId, editedId] = acksOf(res).map((a) => a.serverId);
+      const { rows } = await app.testDb.db.query<{ record_id: string; action: string; changes: unknown; changed_fields: string[]; ms: number; device_id: string; agent_code: string | null }>(
+        `SELECT record_id, action, changes, changed_fields, (extract(epoch from change_ts) * 1000)::float8 AS ms, device_id, agent_code
+           FROM audit_log WHERE record_id = ANY($1::uuid[]) ORDER BY version`,
+        [[keptId, editedId]],
+      );
+      expect(rows.map((r) => [r.record_id, r.action, r.ms, r.device_id])).toEqual([
+        [keptId, 'create', Date.parse(at[0]), 'audit-1'],
+        [editedId, 'create', Date.parse(at[1]), 'audit-1'],
+        [editedId, 'update', Date.parse(at[2]), 'audit-1'],
+      ]);
+      expect(rows[0].changes).toEqual({
+        firstName: { from: null, to: 'N-au-1' },
+        phonePrimary: { from: null, to: kept.data.phonePrimary },
+        company: { from: null, to: 'Kept Ltd' },
+        email: { from: null, to: 'kept@example.com' },
+        doNotCall: { from: null, to: false },
+      });
+      expect([...rows[0].changed_fields].sort()).toEqual(['company', 'doNotCall', 'email', 'firstName', 'phonePrimary']);
+      expect(rows[1].changes).toEqual({ firstName: { from: null, to: 'N-au-2' }, phonePrimary: { from: null, to: edited.data.phonePrimary }, doNotCall: { from: null, to: false } });
+      expect(rows[2].changes).toEqual({ notes: { from: null, to: 'later' } });
+      expect(rows[0].agent_code).toBe(rows[2].agent_code);
     });
 
     it('answers every kind of junk change on its own and still applies the valid changes around it', async () => {

@@ -77,7 +77,7 @@ export function contactsCollection(opts: {
       unique: ['phonePrimary'],
       external: opts.existingFiles ? [{ field: 'photoFileId', what: 'an uploaded file', existing: opts.existingFiles }] : [],
       normalise: (fields) => normaliseContactFields(fields, opts.defaultRegion),
-      prepare: (op, fields, _before, ctx) => (op === 'create' ? { ...fields, createdByAgent: ctx.agentCode } : fields),
+      prepare: (op, fields, _before, ctx) => (op === 'create' ? Object.assign({}, fields, { createdByAgent: ctx.agentCode }) : fields),
       events: (applied, ctx) => contactEvents(applied, ctx.agentCode),
     },
   };

@@ -6,7 +6,8 @@ import { toE164 } from './phone.js';
  * none), email to lower case; a bad phone or a blank first name is a 400 naming the field.
  */
 export function normaliseContactFields<T extends Record<string, unknown>>(input: T, region: string): T {
-  const out: Record<string, unknown> = { ...input };
+  // Object.assign, not spread: several times faster in V8 for a contact's width (sync/push/decide.ts).
+  const out: Record<string, unknown> = Object.assign({}, input);
   for (const field of ['phonePrimary', 'phoneSecondary'] as const) {
     const raw = out[field];
     if (typeof raw !== 'string') continue;

@@ -129,7 +129,9 @@ export function createParser(registry: CollectionRegistry) {
       return reject('VALIDATION_FAILED', 'timestamp must be an RFC 3339 date-time (years 0001-9999, offset within ±14:00) or epoch milliseconds');
     }
 
-    const data = { ...(change.data ?? {}) };
+    // Object.assign, not spread: several times faster in V8 for a record's width (decide.ts);
+    // refusalOf has refused `__proto__` keys already.
+    const data: Record<string, unknown> = Object.assign({}, change.data);
     const localRefs: Record<string, string> = {};
     for (const ref of write.refs ?? []) {
       const local = data[ref.localField];
@@ -143,7 +145,7 @@ export function createParser(registry: CollectionRegistry) {
     let fields: Record<string, unknown> = {};
     if (op !== 'delete') {
       const validate = op === 'create' ? validatorsOf(writable).create : validatorsOf(writable).update;
-      const checked = validate({ ...data, ...Object.fromEntries(Object.keys(localRefs).map((f) => [f, '00000000-0000-4000-8000-000000000000'])) });
+      const checked = validate(Object.assign({}, data, Object.fromEntries(Object.keys(localRefs).map((f) => [f, '00000000-0000-4000-8000-000000000000']))));
       if (!checked.ok) return reject('VALIDATION_FAILED', checked.errors.map((e) => `${e.field}: ${e.message}`).join('; '));
       const refused = unholdable(write.fields, data);
       if (refused) return reject('VALIDATION_FAILED', refused);

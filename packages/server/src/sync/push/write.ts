@@ -5,7 +5,7 @@ import { AUDIT_INSERT_SQL, auditPayload } from '../audit.js';
 import { audienceOf, type CollectionRegistry, type HookResult, type HookTx, type MembershipChange, type WriteContext } from '../collections.js';
 import type { CommitEmit } from '../feed.js';
 import { setMembers } from '../scopes.js';
-import type { Decisions } from './decide.js';
+import { auditedFields, createAuditEntry, type Decisions } from './decide.js';
 import { type PushCaller, type RecordState, type WritableDef } from './types.js';
 
 /** What a written batch publishes after commit. */
@@ -19,8 +19,11 @@ export interface Written {
 
 /**
  * The last step of a push: writes the decided batch — one upsert per collection (parents first,
- * in registry order), then audit entries, local ids, receipts and conflicts in one statement,
- * then the collections' hooks (memberships, cascades) and domain events.
+ * in registry order) that also writes the audit rows of the records it creates, then the other
+ * audit entries, local ids, receipts and conflicts in one statement, then the collections'
+ * hooks (memberships, cascades) and domain events. The statements are sent one after the other
+ * without waiting in between, so the database runs the upserts while this process builds the
+ * bookkeeping payload.
  */
 export async function writeBatch(
   tx: Queryable & { nextVersion(): number },
@@ -29,13 +32,22 @@ export async function writeBatch(
   decisions: Decisions,
   now: number,
 ): Promise<Written> {
-  const { dirty, audits, newLocal, receiptRows, conflictRows, applied } = decisions;
+  const { dirty, newLocal, receiptRows, conflictRows, applied } = decisions;
+  // A created record written as created (not edited again in this batch) gets its audit row
+  // from the upsert itself; the others' entries are built here.
+  const createdAt = new Map<RecordState, number>();
+  const audits = [...decisions.audits];
+  for (const c of decisions.createAudits) {
+    if (c.state.dirty && c.state.version === c.entry.version) createdAt.set(c.state, c.at);
+    else audits.push(createAuditEntry(c));
+  }
+  const statements: Promise<unknown>[] = [];
   for (const def of registry.all()) {
     const rows = dirty.filter((s) => s.def === def);
-    if (rows.length > 0) await upsertRecords(tx, caller.tenantId, def as WritableDef, rows);
+    if (rows.length > 0) statements.push(upsertRecords(tx, caller, def as WritableDef, rows, createdAt));
   }
   if (audits.length + newLocal.size + receiptRows.length + conflictRows.length > 0) {
-    await tx.query(
+    statements.push(tx.query(
       `WITH audit AS (${AUDIT_INSERT_SQL('$3')}),
        ids AS (
          INSERT INTO client_ids (tenant_id, device_id, local_id, collection, server_id)
@@ -58,8 +70,13 @@ export async function writeBatch(
         JSON.stringify(conflictRows),
       ],
       { prepare: 'push-bookkeeping' },
-    );
+    ));
   }
+  // Every statement has ended (the ones after a failed one fail too, the transaction being
+  // aborted): the first failure is the batch's.
+  const settled = await Promise.allSettled(statements);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 
   const ctx: WriteContext = { ...caller, now };
   const hookTx: HookTx = {
@@ -104,7 +121,19 @@ function upsertStatement(def: WritableDef): { sql: string; name: string } {
     const fields = Object.values(def.write.fields);
     const recordset = ['id uuid', 'version bigint', 'is_deleted boolean', ...fields.map((f) => `${f.column} ${f.type}`)].join(', ');
     const columns = fields.map((f) => f.column);
-    const sql = `INSERT INTO ${def.table} AS r (id, tenant_id, version, is_deleted, ${columns.join(', ')})
+    // The audit row of a created record (rows with audit_ms): every audited field that is not
+    // null, from null, as diffRecords records a create; the values are the payload's own.
+    const audited = auditedFields(def).map((name) => `'${name}', e.j->'${def.write.fields[name].column}'`);
+    const sql = `WITH created_audit AS (
+       INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, user_id, agent_code, device_id, change_ts)
+       SELECT $1, $3, (e.j->>'id')::uuid, (e.j->>'version')::bigint, 'create', ARRAY(SELECT jsonb_object_keys(c.changes)), c.changes, $4, $5, $6,
+              'epoch'::timestamptz + (e.j->>'audit_ms')::bigint * interval '1 millisecond'
+         FROM jsonb_array_elements($2::jsonb) AS e(j)
+         CROSS JOIN LATERAL (
+           SELECT coalesce(jsonb_object_agg(x.k, jsonb_build_object('from', NULL, 'to', x.v)), '{}'::jsonb) AS changes
+             FROM jsonb_each(jsonb_build_object(${audited.join(', ')})) AS x(k, v) WHERE jsonb_typeof(x.v) <> 'null') c
+        WHERE e.j ? 'audit_ms')
+     INSERT INTO ${def.table} AS r (id, tenant_id, version, is_deleted, ${columns.join(', ')})
      SELECT i.id, $1, i.version, i.is_deleted, ${columns.map((c) => `i.${c}`).join(', ')}
        FROM jsonb_to_recordset($2::jsonb) AS i(${recordset})
      ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, is_deleted = EXCLUDED.is_deleted, updated_at = now(),
@@ -118,8 +147,11 @@ function upsertStatement(def: WritableDef): { sql: string; name: string } {
   return statement;
 }
 
-/** Inserts or updates the final state of the touched records of one collection in one statement. */
-async function upsertRecords(tx: Queryable, tenantId: string, def: WritableDef, rows: RecordState[]): Promise<void> {
+/**
+ * Inserts or updates the final state of the touched records of one collection in one statement,
+ * with the audit rows of the records in `createdAt` (their change time, ms).
+ */
+async function upsertRecords(tx: Queryable, caller: PushCaller, def: WritableDef, rows: RecordState[], createdAt: Map<RecordState, number>): Promise<void> {
   const fields = Object.entries(def.write.fields);
   const payload = rows.map((s) => {
     const row: Record<string, unknown> = { id: s.id, version: s.version, is_deleted: s.isDeleted };
@@ -127,10 +159,16 @@ async function upsertRecords(tx: Queryable, tenantId: string, def: WritableDef, 
       const value = s.data[name];
       row[f.column] = value === undefined ? null : value;
     }
+    const at = createdAt.get(s);
+    if (at !== undefined) row.audit_ms = at;
     return row;
   });
   const { sql, name } = upsertStatement(def);
-  const { rows: written } = await tx.query<{ id: string; data: Record<string, unknown> }>(sql, [tenantId, JSON.stringify(payload)], { prepare: name });
+  const { rows: written } = await tx.query<{ id: string; data: Record<string, unknown> }>(
+    sql,
+    [caller.tenantId, JSON.stringify(payload), def.name, caller.userId ?? null, caller.agentCode ?? null, caller.deviceId ?? null],
+    { prepare: name },
+  );
   if (written.length !== rows.length) throw new Error(`upsert of ${def.name} wrote ${written.length} of ${rows.length} rows`);
   // What was stored, with the database's timestamps, is what the feed publishes.
   const byId = new Map(written.map((w) => [w.id, w.data]));
