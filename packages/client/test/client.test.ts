@@ -316,8 +316,19 @@ describe('backoff', () => {
 async function live(key: string, deviceId: string, extra: Parameters<typeof device>[3] = {}) {
   const client = await device(app, key, deviceId, extra);
   clients.push(client);
+  // Connecting catches up with a sync of its own, started on `authenticated` by a timer: return
+  // after that sync, so a test sees only the requests it causes (on a loaded machine the timer
+  // could otherwise fire in the middle of the test).
+  let pulling = false;
+  let caughtUp = false;
+  const off = client.on('syncStateChanged', (s) => {
+    if (s.live !== 'connected') return;
+    if (s.status === 'pulling') pulling = true;
+    else if (pulling && s.status === 'idle') caughtUp = true;
+  });
   client.connect();
-  await until(() => client.state.live === 'connected' && client.state.status === 'idle', 5000, `${deviceId} live`);
+  await until(() => caughtUp, 5000, `${deviceId} live and caught up`);
+  off();
   return client;
 }
 

@@ -15,8 +15,14 @@ import { SOCKET_CLIENT, fanoutMetrics, measureFanout, measureWsFanout, connectWs
 const INSTANCES = 3;
 /** Sockets per load process. */
 const PER_WORKER = 2500;
-/** Client addresses (127.0.1.1 upwards): nginx's sticky hash spreads clients by address. */
-const ADDRESSES = 64;
+/** Client addresses: nginx's sticky hash spreads clients by address. */
+const ADDRESSES = 1000;
+/**
+ * The n-th client address: 127.0.1.1 to 127.0.4.250. A fleet comes from thousands of addresses;
+ * with 64 of them, nginx's consistent hash gave one instance 2,190 of 10,000 devices and the
+ * other two 3,900 each, and the fullest instance set the pace.
+ */
+const addressOf = (n: number) => `127.0.${1 + Math.floor((n % ADDRESSES) / 250)}.${1 + (n % 250)}`;
 const CONNECT_WAVE = 100;
 /**
  * Between two changes: each is measured alone, as SPEC §12's "one change reaching" says, not a
@@ -146,7 +152,7 @@ export const fanoutNginx: Scenario = {
       const devices = Array.from({ length: total }, (_, n) => ({
         apiKey: ctx.a.agents[n % ctx.a.agents.length].apiKey,
         deviceId: `nginx-${n}`,
-        localAddress: `127.0.1.${1 + (n % ADDRESSES)}`,
+        localAddress: addressOf(n),
       }));
       const workerCount = Math.max(1, Math.ceil(total / PER_WORKER));
       return await withWorkers('sockets.ts', workerCount, async (workers) => {
@@ -205,7 +211,7 @@ export const fanoutNginx: Scenario = {
         // The deployment's own share: the same broadcast from three bare ws servers (a third of the
         // clients each) behind the same nginx, so the nginx hop is in the reference too.
         const behindNginx = bypass ? undefined : await withBareServersBehindNginx(total, async (servers, wsUrl) => {
-          const addresses = Array.from({ length: ADDRESSES }, (_, n) => `127.0.1.${1 + n}`);
+          const addresses = Array.from({ length: ADDRESSES }, (_, n) => addressOf(n));
           await connectWs(workers, wsUrl, [{ room: 'a', count: total }], addresses);
           await sleep(ctx.scale.settleMs);
           const run = await cpuDuring({ servers: servers.map((w) => w.pid), nginx: servers.nginxWorkers, devices: workers.map((w) => w.pid) }, () =>
@@ -227,6 +233,7 @@ export const fanoutNginx: Scenario = {
               : []),
           ],
           details: {
+            idleCpuMsPerChangeSlot: perChange(idleMs),
             behindNginxCpuMsPerChange: behindNginx && perChange(behindNginx.cpuMs), cpuMsPerChange: perChange(cpuMs), limitCpuMsPerChange: perChange(limit.cpuMs), devices: total, client: SOCKET_CLIENT, throughNginx: !bypass, socketsPerInstance: spread, connectMs: connect.ms, changes: ctx.scale.fanoutChanges },
         };
       });
