@@ -57,12 +57,11 @@ export function auditedFields(def: WritableDef): string[] {
   return fields;
 }
 
-/**
- * Records are copied and merged with Object.assign rather than object spread: V8 (Node 20)
- * spreads objects of a record's width several times slower (measured: 11-27 µs against 0.4-2 µs
- * per create), and this runs once per change. The sources are the server's own values and
- * checked fields (no `__proto__` key passes the parser), so the two copy the same.
- */
+// Records are copied and merged with Object.assign rather than object spread below: V8 (Node 20)
+// spreads objects of a record's width several times slower (measured: 11-27 µs against 0.4-2 µs
+// per create), and this runs once per change. The sources are the server's own values and
+// checked fields (no `__proto__` key passes the parser), so the two copy the same.
+
 const DENIAL_CODES = { not_found: 'NOT_FOUND', forbidden: 'FORBIDDEN', invalid: 'VALIDATION_FAILED' } as const;
 const deniedError = (denial: Denial) => new ChangeError(DENIAL_CODES[denial.code], denial.message);
 
