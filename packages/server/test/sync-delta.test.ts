@@ -174,7 +174,7 @@ describe.each(backends)('delta pull on %s', (backend) => {
       withTenantWrite(db, t.tenantId, async (tx) => {
         // Raw rows, as a writer of another collection would write them under the same lock.
         const n = 1 + Math.floor(Math.random() * 3);
-        const versions = Array.from({ length: n }, () => tx.nextVersion());
+        const versions = Array.from({ length: n }, () => tx.nextVersion('contacts'));
         const phones = Array.from({ length: n }, () => uniquePhone());
         const { rows: created } = await tx.query<{ id: string }>(
           `INSERT INTO contacts (tenant_id, version, first_name, phone_primary)
@@ -187,7 +187,7 @@ describe.each(backends)('delta pull on %s', (backend) => {
             t.tenantId,
             pick(live),
             `slow ${tx.currentVersion()}`,
-            tx.nextVersion(),
+            tx.nextVersion('contacts'),
           ]);
         }
         return created.map((c) => c.id);

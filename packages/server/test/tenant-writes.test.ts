@@ -96,7 +96,7 @@ describe.each(backends)('writes of a tenant on %s', (backend) => {
   const writeRecords = async (tx: TenantTx, n: number) => {
     const { rows } = await tx.query<{ version: number }>(
       'INSERT INTO test_records (tenant_id, version) SELECT $1, v FROM unnest($2::bigint[]) AS v RETURNING version',
-      [tx.tenantId, Array.from({ length: n }, () => tx.nextVersion())],
+      [tx.tenantId, Array.from({ length: n }, () => tx.nextVersion('testRecords'))],
     );
     return rows.map((r) => r.version).sort((x, y) => x - y);
   };

@@ -113,8 +113,8 @@ export interface HookResult {
 
 /** What a hook may use inside the write transaction. */
 export interface HookTx extends Queryable {
-  /** The next version of the tenant; every record change takes exactly one. */
-  nextVersion(): number;
+  /** The next version of the tenant, for a change of `collection`; every record change takes exactly one. */
+  nextVersion(collection: string): number;
   /**
    * Makes `members` (user id -> role) the members of scope `kind:scopeId`, writing a grant or
    * revoke per record of the scope for each user who gained or lost it (`created`: the scope is

@@ -3,7 +3,8 @@ import { backends, openTestDb, type TestDb } from '../../test/helpers/test-db.js
 import type { Db } from '../db/db.js';
 import { AppError } from '../errors.js';
 import { CollectionRegistry, type CollectionDef } from './collections.js';
-import { deltaEnvelopeJson, pullChanges, pullPage, resolveCollections, toDelta } from './pull.js';
+import type { Queryable } from '../db/db.js';
+import { collectionsAbove, deltaEnvelopeJson, pullChanges, pullPage, resolveCollections, toDelta, type CollectionMarks } from './pull.js';
 import { withTenantWrite } from './versions.js';
 
 /** Two synced collections of the test's own, so the merge in version order is exercised without any domain module. */
@@ -50,7 +51,7 @@ describe.each(backends)('pullChanges on %s', (backend) => {
     const committed = await withTenantWrite(db, tenantId, async (tx) => {
       const ids: string[] = [];
       for (const kind of kinds) {
-        const version = tx.nextVersion();
+        const version = tx.nextVersion(kind === 'c' ? 'testCards' : 'testNotes');
         const { rows } = await tx.query<{ id: string }>(
           `INSERT INTO ${kind === 'c' ? 'test_cards' : 'test_notes'} (tenant_id, version, body) VALUES ($1, $2, $3) RETURNING id`,
           [tenantId, version, `${kind} ${version}`],
@@ -110,7 +111,7 @@ describe.each(backends)('pullChanges on %s', (backend) => {
     const tenantId = await newTenant();
     const [id] = await write(tenantId, 'c');
     await withTenantWrite(db, tenantId, (tx) =>
-      tx.query('UPDATE test_cards SET is_deleted = true, version = $3 WHERE tenant_id = $1 AND id = $2', [tenantId, id, tx.nextVersion()]),
+      tx.query('UPDATE test_cards SET is_deleted = true, version = $3 WHERE tenant_id = $1 AND id = $2', [tenantId, id, tx.nextVersion('testCards')]),
     );
     const delta = await pullChanges(db, both, { tenantId, since: 0, limit: 10 });
     expect(delta.changes).toEqual([{ collection: 'testCards', op: 'delete', id, version: 2, data: { id, version: 2, body: 'c 1', isDeleted: true } }]);
@@ -121,7 +122,7 @@ describe.each(backends)('pullChanges on %s', (backend) => {
     const [id] = await write(tenantId, 'c');
     const tricky = 'quote " backslash \\ newline \n tab \t emoji 😀 nul-free </script>';
     await withTenantWrite(db, tenantId, (tx) =>
-      tx.query('UPDATE test_cards SET body = $3, version = $4 WHERE tenant_id = $1 AND id = $2', [tenantId, id, tricky, tx.nextVersion()]),
+      tx.query('UPDATE test_cards SET body = $3, version = $4 WHERE tenant_id = $1 AND id = $2', [tenantId, id, tricky, tx.nextVersion('testCards')]),
     );
     const page = await pullPage(db, both, { tenantId, since: 0, limit: 10 });
     expect(page.count).toBe(1);
@@ -133,6 +134,99 @@ describe.each(backends)('pullChanges on %s', (backend) => {
       nextVersion: 2,
       hasMore: false,
     });
+  });
+
+  /** `db` with the statements it ran recorded: which collections' tables each pull read. */
+  const recording = () => {
+    const tables: string[][] = [];
+    const q: Queryable = {
+      query: (sql, params, opts) => {
+        tables.push(['test_cards', 'test_notes'].filter((t) => sql.includes(`FROM ${t} `)));
+        return db.query(sql, params, opts);
+      },
+      exec: (sql) => db.exec(sql),
+    };
+    return { q, tables };
+  };
+  const marksOf = async (tenantId: string) =>
+    (await db.query<{ marks_from: number; collection_marks: Record<string, number> }>('SELECT marks_from, collection_marks FROM tenant_versions WHERE tenant_id = $1', [tenantId]))
+      .rows[0];
+
+  it('marks each collection a write gave versions with that write\'s last version, in the commit', async () => {
+    const tenantId = await newTenant();
+    await write(tenantId, 'cnc');
+    expect(await marksOf(tenantId)).toEqual({ marks_from: 0, collection_marks: { testCards: 3, testNotes: 3 } });
+    await write(tenantId, 'cc');
+    expect((await marksOf(tenantId)).collection_marks).toEqual({ testCards: 5, testNotes: 3 });
+    // A write rolled back leaves the marks as they were.
+    await expect(
+      withTenantWrite(db, tenantId, async (tx) => {
+        tx.nextVersion('testNotes');
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    expect((await marksOf(tenantId)).collection_marks).toEqual({ testCards: 5, testNotes: 3 });
+  });
+
+  it('runs the branches of the collections marked above the checkpoint only, and answers the same page as the full union', async () => {
+    const tenantId = await newTenant();
+    const ids = await write(tenantId, 'nncc');
+    const marks = new Map<string, CollectionMarks>();
+    const { q, tables } = recording();
+    // The first pull knows no marks: every collection.
+    const first = await pullPage(q, both, { tenantId, since: 0, limit: 10 }, marks);
+    expect(tables.at(-1)).toEqual(['test_cards', 'test_notes']);
+    expect(marks.get(tenantId)).toEqual({ from: 0, marks: { testCards: 4, testNotes: 4 } });
+    // Notes last changed at 4 (a mark is a write's last version): above 4 only cards may hold changes.
+    await write(tenantId, 'cc');
+    const above = await pullPage(q, both, { tenantId, since: 4, limit: 10 }, marks);
+    expect(tables.at(-1)).toEqual(['test_cards']);
+    expect(above).toEqual(await pullPage(db, both, { tenantId, since: 4, limit: 10 }));
+    expect(toDelta(above).changes.map((c) => c.version)).toEqual([5, 6]);
+    // Nothing marked above the checkpoint: no branch at all, and the latest version still comes.
+    const none = await pullPage(q, both, { tenantId, since: 6, limit: 10 }, marks);
+    expect(tables.at(-1)).toEqual([]);
+    expect(none).toMatchObject({ count: 0, latestVersion: 6, nextVersion: 6, hasMore: false, changesJson: '[]' });
+    expect(toDelta(first).changes.map((c) => c.id)).toEqual(ids);
+  });
+
+  it('runs again with a collection its marks left out when the statement\'s own snapshot marks it above the checkpoint', async () => {
+    const tenantId = await newTenant();
+    await write(tenantId, 'cc');
+    const marks = new Map<string, CollectionMarks>();
+    const { q, tables } = recording();
+    await pullPage(q, both, { tenantId, since: 0, limit: 10 }, marks);
+    // Another instance writes a note and a card: these marks, read before, say nothing is above 2.
+    const [noteId] = await write(tenantId, 'n');
+    await write(tenantId, 'c');
+    tables.length = 0;
+    const page = toDelta(await pullPage(q, both, { tenantId, since: 2, limit: 10 }, marks));
+    expect(tables).toEqual([[], ['test_cards', 'test_notes']]);
+    expect(page.changes.map((c) => [c.collection, c.version])).toEqual([
+      ['testNotes', 3],
+      ['testCards', 4],
+    ]);
+    expect(page.changes[0].id).toBe(noteId);
+    expect(marks.get(tenantId)?.marks).toEqual({ testCards: 4, testNotes: 3 });
+  });
+
+  it('reads every collection from a checkpoint below marks_from, whose history predates the marks', async () => {
+    const tenantId = await newTenant();
+    await write(tenantId, 'cn');
+    // As migration 0013 leaves a tenant that existed before it: history without marks.
+    await db.query(`UPDATE tenant_versions SET collection_marks = '{}', marks_from = 2 WHERE tenant_id = $1`, [tenantId]);
+    await write(tenantId, 'c');
+    const marks = new Map<string, CollectionMarks>();
+    const old = toDelta(await pullPage(db, both, { tenantId, since: 0, limit: 10 }, marks));
+    expect(old.changes.map((c) => [c.collection, c.version])).toEqual([
+      ['testCards', 1],
+      ['testNotes', 2],
+      ['testCards', 3],
+    ]);
+    expect(collectionsAbove(both, 1, marks.get(tenantId))).toEqual(both);
+    expect(collectionsAbove(both, 2, marks.get(tenantId))).toEqual([cards]);
+    expect(collectionsAbove(both, 3, marks.get(tenantId))).toEqual([]);
+    expect(collectionsAbove(both, 3, undefined)).toEqual(both);
   });
 
   it('answers NOT_FOUND for a tenant without a version row', async () => {

@@ -72,6 +72,9 @@ function branchesOf(def: CollectionDef): string[] {
 
 const statements = new Map<string, { sql: string; name: string }>();
 
+/** The branch of a pull with no collection to read: no rows (it names $2 and $3, or their types are unknown). */
+const NO_CHANGES = `(SELECT NULL::text AS collection, NULL::uuid AS id, $2::bigint AS version, NULL::boolean AS is_deleted, NULL::text AS data WHERE false LIMIT $3)`;
+
 /** The pull statement for a set of collections, built once, with a stable prepared-statement name. */
 function pullStatement(defs: CollectionDef[]): { sql: string; name: string } {
   const key = defs.map((d) => d.name).join(',');
@@ -80,7 +83,7 @@ function pullStatement(defs: CollectionDef[]): { sql: string; name: string } {
     // The page is built here as JSON text, one row in all: each change object around the
     // record's JSON, joined in version order; `found` (up to limit + 1) says whether there is more.
     const sql = `
-    SELECT tv.current_version AS latest, p.found, p.last_version, p.changes
+    SELECT tv.current_version AS latest, tv.marks_from, tv.collection_marks AS marks, p.found, p.last_version, p.changes
       FROM tenant_versions tv
       LEFT JOIN LATERAL (
         SELECT count(*)::int AS found,
@@ -89,7 +92,7 @@ function pullStatement(defs: CollectionDef[]): { sql: string; name: string } {
                  || '","id":"' || c.id || '","version":' || c.version || ',"data":' || c.data || '}', ',' ORDER BY c.version)
                  FILTER (WHERE c.n < $3), '') AS changes
           FROM (SELECT u.*, row_number() OVER (ORDER BY u.version) AS n
-                  FROM (SELECT * FROM (${defs.flatMap(branchesOf).join(' UNION ALL ')}) u ORDER BY u.version LIMIT $3) u) c
+                  FROM (SELECT * FROM (${defs.length > 0 ? defs.flatMap(branchesOf).join(' UNION ALL ') : NO_CHANGES}) u ORDER BY u.version LIMIT $3) u) c
       ) p ON true
      WHERE tv.tenant_id = $1`;
     statement = { sql, name: `pull:${createHash('sha1').update(sql).digest('hex').slice(0, 16)}` };
@@ -113,27 +116,65 @@ export interface PulledPage {
 }
 
 /**
+ * What a tenant's version row says of its collections: each written collection's mark, a
+ * version at or above every version it holds (records and scope events), complete for versions
+ * above `from` (migration 0013_collection_marks).
+ */
+export interface CollectionMarks {
+  from: number;
+  marks: Record<string, number>;
+}
+
+/**
+ * The collections of `defs` that may hold changes above `since`: all of them unless the marks
+ * are known and complete there; otherwise those marked above it.
+ */
+export function collectionsAbove(defs: CollectionDef[], since: number, known: CollectionMarks | undefined): CollectionDef[] {
+  if (!known || since < known.from) return defs;
+  return defs.filter((d) => (known.marks[d.name] ?? 0) > since);
+}
+
+/**
  * The changes above `since` that the user may see, in version order, at most `limit`, with
  * the tenant's latest version read in the same statement, hence the same snapshot: every
  * version <= latestVersion is committed and visible to this statement (writers commit in
  * version order), so paging with nextVersion never skips a change.
+ *
+ * The statement has branches only for the collections that may have changed above `since`,
+ * chosen by `marks` (the tenant's collection marks as last read, kept up to date here): each
+ * branch costs PostgreSQL its start-up on every run, a union of every collection several times
+ * a one-collection pull. The statement reads the marks in its own snapshot, and a collection
+ * it left out that is marked above `since` there runs the statement again with that collection:
+ * the page is always the one the full union would answer.
  */
-export async function pullPage(db: Queryable, defs: CollectionDef[], req: PullRequest): Promise<PulledPage> {
-  const { sql, name } = pullStatement(defs);
-  const { rows } = await db.query<PullRow>(
-    sql,
-    [req.tenantId, req.since, req.limit + 1, ...(defs.some(isScoped) ? [req.userId ?? null] : [])],
-    // Planning this union costs several times running it, and its best plan (range scans of
-    // (tenant_id, version)) does not depend on the values: plan it once per connection.
-    { prepare: name, plan: 'generic' },
-  );
-  if (rows.length === 0) throw new AppError('NOT_FOUND', 'Tenant not found');
-  return pageOf(rows[0], req);
+export async function pullPage(db: Queryable, defs: CollectionDef[], req: PullRequest, marks?: Map<string, CollectionMarks>): Promise<PulledPage> {
+  let chosen = collectionsAbove(defs, req.since, marks?.get(req.tenantId));
+  // Marks only rise, so `needed` only grows: at most one run per collection, two in practice.
+  for (;;) {
+    const { sql, name } = pullStatement(chosen);
+    const { rows } = await db.query<PullRow>(
+      sql,
+      [req.tenantId, req.since, req.limit + 1, ...(chosen.some(isScoped) ? [req.userId ?? null] : [])],
+      // Planning this union costs several times running it, and its best plan (range scans of
+      // (tenant_id, version)) does not depend on the values: plan it once per connection.
+      { prepare: name, plan: 'generic' },
+    );
+    if (rows.length === 0) throw new AppError('NOT_FOUND', 'Tenant not found');
+    const row = rows[0];
+    const known: CollectionMarks = { from: row.marks_from, marks: row.marks };
+    marks?.set(req.tenantId, known);
+    const missing = collectionsAbove(defs, req.since, known).filter((d) => !chosen.includes(d));
+    if (missing.length === 0) return pageOf(row, req);
+    chosen = defs.filter((d) => chosen.includes(d) || missing.includes(d));
+  }
 }
 
 /** The one row the pull statement answers. */
 export interface PullRow {
   latest: number;
+  /** The tenant's collection marks in the statement's snapshot (`CollectionMarks`). */
+  marks_from: number;
+  marks: Record<string, number>;
   /** Changes found above the checkpoint, up to limit + 1. */
   found: number;
   /** The version of the last change within the limit. */
@@ -143,7 +184,7 @@ export interface PullRow {
 }
 
 /** The page a row of the pull statement means (also what the benchmark's limit reads). */
-export function pageOf(row: PullRow, req: { since: number; limit: number }): PulledPage {
+export function pageOf(row: Pick<PullRow, 'latest' | 'found' | 'last_version' | 'changes'>, req: { since: number; limit: number }): PulledPage {
   const hasMore = row.found > req.limit;
   const nextVersion = hasMore ? row.last_version! : Math.max(row.latest, req.since);
   return { latestVersion: row.latest, nextVersion, hasMore, count: Math.min(row.found, req.limit), changesJson: `[${row.changes}]` };

@@ -54,7 +54,7 @@ export function createPushEngine(deps: { db: Db; registry: CollectionRegistry; f
   /** Load, decide and write `live` in the tenant transaction `tx`. */
   const run = async (tx: TenantTx, caller: PushCaller, live: Parsed[], opts: RunOptions) => {
     const ctx = await loadBatch(tx, registry, caller, live, { receipts: opts.receipts !== false, policies: opts.policies });
-    const decisions = decideBatch(caller, live, ctx, { ...opts, nextVersion: () => tx.nextVersion() });
+    const decisions = decideBatch(caller, live, ctx, { ...opts, nextVersion: (collection) => tx.nextVersion(collection) });
     if (opts.allOrNothing) throwFirstRejection(decisions.results.values());
     return { results: decisions.results, written: await writeBatch(tx, registry, caller, decisions, opts.now) };
   };

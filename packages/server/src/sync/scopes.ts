@@ -64,7 +64,7 @@ export async function rolesOf(db: Queryable, tenantId: string, userId: string, k
  * scope gets a grant per record of it, one who loses it a revoke, each a new version.
  */
 export async function setMembers(
-  tx: Queryable & { nextVersion(): number },
+  tx: Queryable & { nextVersion(collection: string): number },
   registry: CollectionRegistry,
   tenantId: string,
   scope: { kind: string; id: string; created?: boolean },
@@ -120,7 +120,7 @@ export async function setMembers(
     [lost, 'revoke'],
   ] as const) {
     for (const userId of users) {
-      for (const r of records) events.push({ user_id: userId, collection: r.def.name, record_id: r.id, kind, version: tx.nextVersion() });
+      for (const r of records) events.push({ user_id: userId, collection: r.def.name, record_id: r.id, kind, version: tx.nextVersion(r.def.name) });
     }
   }
   if (events.length === 0) return result;

@@ -43,7 +43,7 @@ export function createServerWrites(deps: { db: Db; registry: CollectionRegistry;
               [tenantId, [...new Set(ids)]],
             );
             if (found.length === 0) return [];
-            const versions = found.map((r) => ({ id: r.id, version: base.nextVersion() }));
+            const versions = found.map((r) => ({ id: r.id, version: base.nextVersion(def.name) }));
             const { rows } = await base.query<{ id: string; version: number; is_deleted: boolean; data: Record<string, unknown> }>(
               `UPDATE ${def.table} r SET version = v.version, updated_at = now()
                  FROM jsonb_to_recordset($2::jsonb) AS v(id uuid, version bigint)

@@ -6,7 +6,7 @@ import { AppError } from '../errors.js';
 import type { CollectionRegistry } from './collections.js';
 import type { PageCache } from './page-cache.js';
 import { isScoped } from './scopes.js';
-import { emptyPage, pullPage, resolveCollections, toDelta, type PulledPage } from './pull.js';
+import { emptyPage, pullPage, resolveCollections, toDelta, type CollectionMarks, type PulledPage } from './pull.js';
 
 /** Who is pulling, as the sync core needs to know it (no transport types). */
 export interface SyncCaller {
@@ -70,6 +70,8 @@ export function createSyncService(deps: {
 
   /** The latest version this instance has read per tenant: a hint for which way to answer, never the answer. */
   const seenLatest = new Map<string, number>();
+  /** Each tenant's collection marks as a pull last read them: which branches the next pull runs first (`pullPage`). */
+  const marks = new Map<string, CollectionMarks>();
   const noteLatest = (tenantId: string, version: number) => {
     if (version > (seenLatest.get(tenantId) ?? -1)) seenLatest.set(tenantId, version);
   };
@@ -111,8 +113,8 @@ export function createSyncService(deps: {
         else page = pageCache?.get(key, latest);
       }
       if (!page) {
-        page = await pullPage(source, defs, query);
-        if (source !== db && page.latestVersion < req.version) page = await pullPage(db, defs, query);
+        page = await pullPage(source, defs, query, marks);
+        if (source !== db && page.latestVersion < req.version) page = await pullPage(db, defs, query, marks);
         noteLatest(caller.tenantId, page.latestVersion);
         pageCache?.set(key, page);
       }

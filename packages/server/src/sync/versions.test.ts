@@ -43,7 +43,7 @@ describe.each(backends)('withTenantWrite on %s', (backend) => {
   const writeRecords = async (tx: TenantTx, n: number) => {
     const { rows } = await tx.query<{ id: string; version: number }>(
       'INSERT INTO test_records (tenant_id, version) SELECT $1, v FROM unnest($2::bigint[]) AS v RETURNING id, version',
-      [tx.tenantId, Array.from({ length: n }, () => tx.nextVersion())],
+      [tx.tenantId, Array.from({ length: n }, () => tx.nextVersion('testRecords'))],
     );
     return rows.sort((a, b) => a.version - b.version);
   };
@@ -53,7 +53,7 @@ describe.each(backends)('withTenantWrite on %s', (backend) => {
     const first = await withTenantWrite(db, tenantId, async (tx) => {
       expect(tx.baseVersion).toBe(0);
       expect(tx.currentVersion()).toBe(0);
-      const taken = [tx.nextVersion(), tx.nextVersion(), tx.nextVersion()];
+      const taken = [tx.nextVersion('testRecords'), tx.nextVersion('testRecords'), tx.nextVersion('testRecords')];
       expect(tx.currentVersion()).toBe(3);
       return taken;
     });

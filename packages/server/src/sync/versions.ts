@@ -12,8 +12,12 @@ export interface TenantTx extends Queryable {
   readonly tenantId: string;
   /** The version before this transaction's first change. */
   readonly baseVersion: number;
-  /** The next version; every record change takes exactly one. */
-  nextVersion(): number;
+  /**
+   * The next version, for a change of `collection`; every record change and scope event takes
+   * exactly one. The collection is marked on the tenant's version row at commit, which lets a
+   * pull leave out collections with nothing above its checkpoint (`collectionsAbove`).
+   */
+  nextVersion(collection: string): number;
   /** The last version handed out so far (baseVersion when none). */
   currentVersion(): number;
   /**
@@ -67,12 +71,18 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
       base = locked.rows[0].current_version;
     }
     let current = base;
+    // Collections that took a version here; a savepoint rolled back leaves its marks (a mark
+    // above a collection's real latest version only costs a pull a branch with nothing in it).
+    const touched = new Set<string>();
     const tx: TenantTx = {
       tenantId,
       baseVersion: base,
       query: (sql, params, opts) => q.query(sql, params, opts),
       exec: (sql) => q.exec(sql),
-      nextVersion: () => ++current,
+      nextVersion: (collection) => {
+        touched.add(collection);
+        return ++current;
+      },
       currentVersion: () => current,
       async savepoint(fn) {
         const mark = current;
@@ -97,10 +107,15 @@ export async function withTenantWrite<T>(db: Db, tenantId: string, fn: (tx: Tena
       marker.open = false;
     }
     if (current !== base) {
-      await q.query('UPDATE tenant_versions SET current_version = $2, updated_at = now() WHERE tenant_id = $1', [
-        tenantId,
-        current,
-      ]);
+      // Each collection written is marked with this write's last version: at or above every
+      // version it holds, committed with them, so any snapshot that sees a change sees its mark.
+      const marks: Record<string, number> = {};
+      for (const collection of touched) marks[collection] = current;
+      await q.query(
+        'UPDATE tenant_versions SET current_version = $2, collection_marks = collection_marks || $3::jsonb, updated_at = now() WHERE tenant_id = $1',
+        [tenantId, current, JSON.stringify(marks)],
+        { prepare: 'tenant-version-commit' },
+      );
     }
     heldRows.set(q, { tenantId, version: current });
     return { result, fromVersion: base, toVersion: current };

@@ -79,7 +79,7 @@ async function tombstoneChildren(tx: HookTx, spaceId: string, ctx: WriteContext)
     ['categories', CATEGORY_WIRE_SQL],
     ['items', ITEM_WIRE_SQL],
   ] as const) {
-    const rows = children.rows.filter((c) => c.collection === table).map((c) => ({ id: c.id, version: tx.nextVersion() }));
+    const rows = children.rows.filter((c) => c.collection === table).map((c) => ({ id: c.id, version: tx.nextVersion(table) }));
     if (rows.length === 0) continue;
     const { rows: written } = await tx.query<{ id: string; data: Record<string, unknown> }>(
       `UPDATE ${table} r SET is_deleted = true, version = v.version, updated_at = now()

@@ -248,7 +248,7 @@ async function extendCooldowns(tx: HookTx, applied: AppliedChange[], ctx: WriteC
     [ctx.tenantId, JSON.stringify(calls)],
   );
   if (moving.length === 0) return [];
-  const rows = moving.map((m) => ({ id: m.id, version: tx.nextVersion(), next: m.next, before: m.before }));
+  const rows = moving.map((m) => ({ id: m.id, version: tx.nextVersion('projects'), next: m.next, before: m.before }));
   const { rows: written } = await tx.query<{ id: string; version: number; data: Record<string, unknown> }>(
     `UPDATE projects r SET next_call_eligible_at = v.next, version = v.version, updated_at = now()
        FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, version bigint, next timestamptz) WHERE r.id = v.id AND r.tenant_id = $2

@@ -43,7 +43,7 @@ export function createTenantsService(deps: { db: Db }): TenantsService {
     const admin = await insertUser(tx, { tenantId: tenant.id, agentCode: 'admin', name: 'Administrator', role: 'admin', passwordHash });
     // The admin's directory entry is the tenant's first version (the tenant is new: no writer waits).
     await tx.query('UPDATE users SET version = 1 WHERE id = $1', [admin.id]);
-    await tx.query('UPDATE tenant_versions SET current_version = 1 WHERE tenant_id = $1', [tenant.id]);
+    await tx.query(`UPDATE tenant_versions SET current_version = 1, collection_marks = '{"users": 1}' WHERE tenant_id = $1`, [tenant.id]);
     const { apiKey } = await issueApiKey(tx, tenant.id, admin.id, adminKey);
     return { tenant: toTenant(tenant), admin: toUser(admin), apiKey };
   };

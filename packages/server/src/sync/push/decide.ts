@@ -74,7 +74,7 @@ export function decideBatch(
   caller: PushCaller,
   live: Parsed[],
   ctx: BatchContext,
-  opts: PushOptions & { now: number; policies: TenantPolicies; nextVersion(): number },
+  opts: PushOptions & { now: number; policies: TenantPolicies; nextVersion(collection: string): number },
 ): Decisions {
   const { states, roles, taken, localMap, batchLocal, targets } = ctx;
   const writeCtx: WriteContext = { ...caller, now: opts.now };
@@ -238,7 +238,7 @@ export function decideBatch(
     const denied = write.authorize?.('create', data, { ...writeCtx, role: creatorRole ?? roleIn(key) }, fields);
     if (denied) throw deniedError(denied);
     checkUnique(p.def, id, undefined, data);
-    const version = opts.nextVersion();
+    const version = opts.nextVersion(p.def.name);
     // `data` is this create's own object: completed in place rather than copied.
     data.version = version;
     data.isDeleted = false;
@@ -305,7 +305,7 @@ export function decideBatch(
     const before = Object.assign({}, state.data);
     let version: number | undefined;
     if (decision.apply === 'delete') {
-      version = opts.nextVersion();
+      version = opts.nextVersion(p.def.name);
       state.isDeleted = true;
       state.version = version;
       state.data = Object.assign({}, state.data, { isDeleted: true, version });
@@ -326,7 +326,7 @@ export function decideBatch(
         out.audits.push(auditOf(p, id, state.version, 'update', before, state.data, touched));
       } else if (changed.length > 0 || opts.touch) {
         checkUnique(p.def, id, before, next);
-        version = opts.nextVersion();
+        version = opts.nextVersion(p.def.name);
         state.version = version;
         state.data = Object.assign({}, next, { version });
         state.edits.push({ version, fields: touched, at: p.at, device: caller.deviceId ?? null });

@@ -26,7 +26,7 @@ export interface Written {
  * bookkeeping payload.
  */
 export async function writeBatch(
-  tx: Queryable & { nextVersion(): number },
+  tx: Queryable & { nextVersion(collection: string): number },
   registry: CollectionRegistry,
   caller: PushCaller,
   decisions: Decisions,
@@ -82,7 +82,7 @@ export async function writeBatch(
   const hookTx: HookTx = {
     query: (sql, params, opts) => tx.query(sql, params, opts),
     exec: (sql) => tx.exec(sql),
-    nextVersion: () => tx.nextVersion(),
+    nextVersion: (collection) => tx.nextVersion(collection),
     setMembers: (kind, scopeId, members, opts) => setMembers(tx, registry, caller.tenantId, { kind, id: scopeId, created: opts?.created }, members),
   };
   const extra: Required<HookResult> = { changes: [], userChanges: [], membership: [] };
