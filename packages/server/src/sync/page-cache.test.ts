@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { costOf, PageCache } from './page-cache.js';
+import { costOf, DOORKEEPER_KEYS, PageCache } from './page-cache.js';
 import { emptyPage, type PulledPage } from './pull.js';
 
 const page = (latestVersion: number, chars: number): PulledPage => ({
@@ -45,6 +45,25 @@ describe('PageCache', () => {
     cache.set('big', big);
     expect(cache.get('big', 2)).toBeUndefined();
     expect(cache.stats().entries).toBe(1);
+  });
+
+  it('keeps an offered page from the second offer of its key on, remembering a bounded number of keys offered once', () => {
+    const cache = new PageCache(100 * costOf('k', page(1, 100)));
+    cache.offer('k', page(1, 100));
+    expect(cache.has('k')).toBe(false);
+    cache.offer('k', page(2, 100));
+    expect(cache.get('k', 2)?.latestVersion).toBe(2);
+    // Kept pages are replaced at once.
+    cache.offer('k', page(3, 100));
+    expect(cache.get('k', 3)?.latestVersion).toBe(3);
+    // A key offered once is forgotten after DOORKEEPER_KEYS others.
+    cache.offer('once', page(1, 100));
+    for (let i = 0; i < DOORKEEPER_KEYS; i++) cache.offer(`other ${i}`, page(1, 100));
+    cache.offer('once', page(1, 100));
+    expect(cache.has('once')).toBe(false);
+    cache.offer('once', page(1, 100));
+    expect(cache.has('once')).toBe(true);
+    expect(cache.stats().entries).toBe(2);
   });
 
   it('charges an empty page what it costs, not the 2 characters of its JSON', () => {

@@ -10,9 +10,16 @@ import type { PulledPage } from './pull.js';
  * Bounded by what an entry really costs (`costOf`): its key, the page object and map entry,
  * the JSON text, and the bytes it is sent as; least recently used pages go first. A page
  * larger than an eighth of the budget (an initial-sync page of a large tenant) is not kept.
+ *
+ * Pages are offered (`offer`) and kept from the second time their key is offered: a page asked
+ * for once (a device at a checkpoint of its own) would only push shared pages out, and every
+ * page kept outlives the young generation, so keeping each one costs the process a share of a
+ * full garbage collection. The keys offered once are remembered, up to `DOORKEEPER_KEYS`.
  */
 export class PageCache {
   private readonly entries = new Map<string, { page: PulledPage; cost: number }>();
+  /** Keys offered once and not kept, oldest first. */
+  private readonly offered = new Set<string>();
   private bytes = 0;
   private hitCount = 0;
   private missCount = 0;
@@ -38,6 +45,17 @@ export class PageCache {
     return this.entries.has(key);
   }
 
+  /** Keeps `page` if its key was offered before (recently enough to be remembered); else remembers the key. */
+  offer(key: string, page: PulledPage): void {
+    if (this.entries.has(key) || this.offered.delete(key)) {
+      this.set(key, page);
+      return;
+    }
+    this.offered.add(key);
+    if (this.offered.size > DOORKEEPER_KEYS) this.offered.delete(this.offered.values().next().value!);
+  }
+
+  /** Keeps `page` under `key`, dropping the least recently used pages over the budget. */
   set(key: string, page: PulledPage): void {
     const cost = costOf(key, page);
     if (cost > this.maxBytes / 8) return;
@@ -63,6 +81,9 @@ export class PageCache {
     this.bytes -= old.cost;
   }
 }
+
+/** How many keys offered once a cache remembers (about 150 bytes each: under 1 MB). */
+export const DOORKEEPER_KEYS = 4096;
 
 // Measured on Node 20 (test/page-cache-memory.test.ts checks the sum against the heap):
 /** The Map entry, the page object, the entry record and the headers of its two strings. */

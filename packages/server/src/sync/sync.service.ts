@@ -116,7 +116,7 @@ export function createSyncService(deps: {
         page = await pullPage(source, defs, query, marks);
         if (source !== db && page.latestVersion < req.version) page = await pullPage(db, defs, query, marks);
         noteLatest(caller.tenantId, page.latestVersion);
-        pageCache?.set(key, page);
+        pageCache?.offer(key, page);
       }
       if (caller.deviceId) {
         deps.devices.recordSync(
