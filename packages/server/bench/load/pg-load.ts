@@ -7,6 +7,7 @@ import { csvRow, LIMIT_PHONE_BASE, phone } from '../lib/data.js';
 import { serve } from '../lib/ipc.js';
 import { checkpoints, closedLoop, sequential, type CheckpointMode } from '../lib/loops.js';
 import { pageOf, type PullRow } from '../../src/sync/pull.js';
+import { storedPage } from '../lib/stored-page.js';
 import { wallNow } from '../lib/stats.js';
 import { ELIGIBLE_CALLS_SQL } from '../../src/modules/outreach/outreach.repository.js';
 
@@ -104,25 +105,6 @@ function limitWriter(tenantId: string, index: number, size: number, creates: num
   };
 }
 
-/**
- * A page read from stored wire text: `bench_limit_wire` holds each change object as the pull
- * sends it, so the limit is an index range scan and a concatenation (the bytes sent), shaped
- * as the server's pull row (`pageOf` reads it).
- */
-const STORED_PAGE_SQL = `
-  SELECT tv.current_version AS latest, p.found, p.last_version, p.changes
-    FROM tenant_versions tv
-    LEFT JOIN LATERAL (
-      SELECT count(*)::int AS found, max(c.version) FILTER (WHERE c.n < $3) AS last_version,
-             coalesce(string_agg(c.change, ',' ORDER BY c.version) FILTER (WHERE c.n < $3), '') AS changes
-        FROM (SELECT w.version, w.change, row_number() OVER (ORDER BY w.version) AS n
-                FROM bench_limit_wire w WHERE w.tenant_id = $1 AND w.version > $2 ORDER BY w.version LIMIT $3) c
-    ) p ON true
-   WHERE tv.tenant_id = $1`;
-
-/** The pull limit's statement: the stored bytes by a range scan (see STORED_PAGE_SQL). */
-const storedPage = (tenantId: string) => ({ sql: STORED_PAGE_SQL, params: (since: number, limit: number) => [tenantId, since, limit + 1] });
-
 serve({
   /** The server's eligible-calls statement one after the other, round robin over `projectIds` (null: the whole tenant). */
   async eligibleSequential(arg: { databaseUrl: string; tenantId: string; projectIds: (string | null)[]; limit: number; requests: number; warmup: number }) {
@@ -150,7 +132,7 @@ serve({
     const run = await sequential(arg.requests, arg.warmup, async () => {
       // Prepared, as the server runs it: the limit is execution, not re-planning.
       const since = next();
-      const result = await pool.query<PullRow>({ name: 'bench-pull', text: statement.sql, values: statement.params(since, arg.limit) });
+      const result = await pool.query<PullRow>({ name: statement.name, text: statement.sql, values: statement.params(since, arg.limit) });
       rows = pageOf(result.rows[0], { since, limit: arg.limit }).count;
     });
     await closePools();
@@ -167,7 +149,7 @@ serve({
       durationMs: arg.durationMs,
       warmupMs: arg.warmupMs,
       op: async () => {
-        await pool.query({ name: 'bench-pull', text: statement.sql, values: statement.params(next(), arg.limit) });
+        await pool.query({ name: statement.name, text: statement.sql, values: statement.params(next(), arg.limit) });
         return 1;
       },
     });
@@ -188,7 +170,7 @@ serve({
       for (; pages < 10_000; pages++) {
         // Page sizes as the HTTP load uses them (one fewer per repetition).
         const pageSize = arg.pageSize - r;
-        const { rows } = await pool.query<PullRow>({ name: 'bench-pull', text: statement.sql, values: statement.params(since, pageSize) });
+        const { rows } = await pool.query<PullRow>({ name: statement.name, text: statement.sql, values: statement.params(since, pageSize) });
         const page = pageOf(rows[0], { since, limit: pageSize });
         records += page.count;
         if (!page.hasMore) break;

@@ -6,6 +6,12 @@ import { metric, type BenchContext, type Metric, type Target, type Tenant } from
 import { HttpClient } from '../lib/http.js';
 import { CONTACT_WIRE_SQL } from '../../src/modules/contacts/contacts.collection.js';
 
+/** The server's pool size (createPostgresDb): the limits and the reference get no more connections than the server. */
+export const SERVER_POOL = 10;
+
+/** What the pull scenarios' reference is (`withHttpReference`). */
+export const REFERENCE_WHAT = `the same stored bytes served by a bare node:http server over pg (${SERVER_POOL} connections)`;
+
 /** `count` devices of tenant A: agents round robin, ids `<prefix>-<n>`. */
 export function devicesOf(ctx: BenchContext, prefix: string, count: number, first = 0) {
   return Array.from({ length: count }, (_, n) => {
@@ -50,6 +56,11 @@ export function latencyMetrics(key: string, label: string, server: Summary, limi
       limitWhat: limit ? limitWhat : undefined,
     }),
   );
+}
+
+/** p50/p95 of a reference's latency series: reported beside the server's, with no target and no limit. */
+export function referenceLatencyMetrics(key: string, label: string, reference: Summary): Metric[] {
+  return (['p50', 'p95'] as const).map((p) => metric({ key: `${key}.${p}`, label: `${label} ${p}`, unit: 'ms', value: round(reference[p]), better: 'lower' }));
 }
 
 /** Merges the closed-loop results of several workers into one. */
@@ -111,6 +122,23 @@ export async function storeWireCopy(ctx: BenchContext): Promise<void> {
     [ctx.a.id],
   );
   await ctx.pool.query('VACUUM ANALYZE bench_limit_wire');
+}
+
+/**
+ * Runs `fn` with the pulls' deployment-shape reference running (load/http-reference.ts, its own
+ * process): the stored bytes of `storeWireCopy` read by the limit's statement, served over HTTP
+ * by a bare node:http server on a pool of the server's size, for tenant A. `fn` gets its URL,
+ * which the HTTP load uses as it uses the server's. Stopped afterwards, whatever happens.
+ */
+export async function withHttpReference<T>(ctx: BenchContext, fn: (url: string) => Promise<T>): Promise<T> {
+  return withWorkers('http-reference.ts', 1, async ([reference]) => {
+    const { url } = await reference.call<{ url: string }>('start', { databaseUrl: ctx.databaseUrl, tenantId: ctx.a.id, poolMax: SERVER_POOL });
+    try {
+      return await fn(url);
+    } finally {
+      await reference.call('stop', undefined, 20_000).catch(() => undefined);
+    }
+  });
 }
 
 /**

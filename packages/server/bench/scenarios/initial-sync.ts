@@ -1,7 +1,7 @@
 import { withWorkers } from '../lib/ipc.js';
 import { round } from '../lib/stats.js';
 import { metric, type Scenario } from '../lib/types.js';
-import { devicesOf, storeWireCopy } from './common.js';
+import { devicesOf, REFERENCE_WHAT, storeWireCopy, withHttpReference } from './common.js';
 
 type Rep = { records: number; ms: number; pages: number };
 
@@ -11,6 +11,7 @@ const median = (reps: Rep[]) => [...reps].sort((x, y) => x.ms - y.ms)[Math.floor
 /**
  * A new device downloading the whole tenant, pages of 5,000 (the maximum) from version 0.
  * Limit: the same pages' wire bytes, stored, read by an index range scan through `pg`.
+ * Reference: the same stored bytes served by a bare node:http server, the same load.
  */
 export const initialSync: Scenario = {
   name: 'initial-sync',
@@ -19,16 +20,19 @@ export const initialSync: Scenario = {
   async run(ctx) {
     const [device] = devicesOf(ctx, 'initial-sync', 1);
     const reps = ctx.scale.initialSyncReps;
-    const server = await ctx.serverPhase(() =>
-      withWorkers('http-load.ts', 1, ([w]) => w.call<Rep[]>('initialSync', { url: ctx.server.url, device, pageSize: 5000, reps }, 300_000)),
-    );
+    // The device's load, the same against the server and the reference.
+    const httpLoad = (url: string) => withWorkers('http-load.ts', 1, ([w]) => w.call<Rep[]>('initialSync', { url, device, pageSize: 5000, reps }, 300_000));
+    const server = await ctx.serverPhase(() => httpLoad(ctx.server.url));
     await storeWireCopy(ctx);
     const limit = await withWorkers('pg-load.ts', 1, ([w]) =>
       w.call<Rep[]>('initialSync', { databaseUrl: ctx.databaseUrl, tenantId: ctx.a.id, userId: ctx.a.agents[0].userId, since: 0, limit: 5000, pageSize: 5000, reps }, 300_000),
     );
+    const reference = await withHttpReference(ctx, httpLoad);
     const s = median(server);
     const l = median(limit);
+    const r = median(reference);
     if (s.records < ctx.scale.contacts) throw new Error(`initial sync delivered ${s.records} records, expected at least ${ctx.scale.contacts}`);
+    if (r.records < ctx.scale.contacts) throw new Error(`the reference's initial sync delivered ${r.records} records, expected at least ${ctx.scale.contacts}`);
     const limitWhat = 'the stored wire bytes by an index range scan via pg, same pages';
     return {
       metrics: [
@@ -43,8 +47,15 @@ export const initialSync: Scenario = {
           limitWhat,
         }),
         metric({ key: 'initial-sync.seconds', label: 'duration', unit: 's', value: round(s.ms / 1000), better: 'lower', limit: round(l.ms / 1000), limitWhat }),
+        metric({
+          key: 'initial-sync.reference.throughput',
+          label: `reference: ${REFERENCE_WHAT}, records/s (${r.records.toLocaleString('en')} records, ${r.pages} pages)`,
+          unit: 'records/s',
+          value: round(r.records / (r.ms / 1000)),
+          better: 'higher',
+        }),
       ],
-      details: { server, limit },
+      details: { server, limit, reference },
     };
   },
 };
