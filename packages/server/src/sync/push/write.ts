@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Change } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../../db/db.js';
-import { AUDIT_INSERT_SQL, auditPayload } from '../audit.js';
+import { AUDIT_INSERT_SQL, auditPayload, diffRecords } from '../audit.js';
 import { audienceOf, type CollectionRegistry, type HookResult, type HookTx, type MembershipChange, type WriteContext } from '../collections.js';
 import type { CommitEmit } from '../feed.js';
 import { setMembers } from '../scopes.js';
@@ -121,17 +121,13 @@ function upsertStatement(def: WritableDef): { sql: string; name: string } {
     const fields = Object.values(def.write.fields);
     const recordset = ['id uuid', 'version bigint', 'is_deleted boolean', ...fields.map((f) => `${f.column} ${f.type}`)].join(', ');
     const columns = fields.map((f) => f.column);
-    // The audit row of a created record (rows with audit_ms): every audited field that is not
-    // null, from null, as diffRecords records a create; the values are the payload's own.
-    const audited = auditedFields(def).map((name) => `'${name}', e.j->'${def.write.fields[name].column}'`);
+    // The audit row of a created record (rows with audit_ms), its changes built here
+    // (`audit`): every audited field that is not null, from null, as diffRecords records a create.
     const sql = `WITH created_audit AS (
        INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, user_id, agent_code, device_id, change_ts)
-       SELECT $1, $3, (e.j->>'id')::uuid, (e.j->>'version')::bigint, 'create', ARRAY(SELECT jsonb_object_keys(c.changes)), c.changes, $4, $5, $6,
+       SELECT $1, $3, (e.j->>'id')::uuid, (e.j->>'version')::bigint, 'create', ARRAY(SELECT jsonb_object_keys(e.j->'audit')), e.j->'audit', $4, $5, $6,
               'epoch'::timestamptz + (e.j->>'audit_ms')::bigint * interval '1 millisecond'
          FROM jsonb_array_elements($2::jsonb) AS e(j)
-         CROSS JOIN LATERAL (
-           SELECT coalesce(jsonb_object_agg(x.k, jsonb_build_object('from', NULL, 'to', x.v)), '{}'::jsonb) AS changes
-             FROM jsonb_each(jsonb_build_object(${audited.join(', ')})) AS x(k, v) WHERE jsonb_typeof(x.v) <> 'null') c
         WHERE e.j ? 'audit_ms')
      INSERT INTO ${def.table} AS r (id, tenant_id, version, is_deleted, ${columns.join(', ')})
      SELECT i.id, $1, i.version, i.is_deleted, ${columns.map((c) => `i.${c}`).join(', ')}
@@ -153,6 +149,7 @@ function upsertStatement(def: WritableDef): { sql: string; name: string } {
  */
 async function upsertRecords(tx: Queryable, caller: PushCaller, def: WritableDef, rows: RecordState[], createdAt: Map<RecordState, number>): Promise<void> {
   const fields = Object.entries(def.write.fields);
+  const audited = auditedFields(def);
   const payload = rows.map((s) => {
     const row: Record<string, unknown> = { id: s.id, version: s.version, is_deleted: s.isDeleted };
     for (const [name, f] of fields) {
@@ -160,7 +157,10 @@ async function upsertRecords(tx: Queryable, caller: PushCaller, def: WritableDef
       row[f.column] = value === undefined ? null : value;
     }
     const at = createdAt.get(s);
-    if (at !== undefined) row.audit_ms = at;
+    if (at !== undefined) {
+      row.audit_ms = at;
+      row.audit = diffRecords(undefined, s.data, audited);
+    }
     return row;
   });
   const { sql, name } = upsertStatement(def);
