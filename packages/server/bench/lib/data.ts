@@ -3,8 +3,9 @@ import { randomUUID } from 'node:crypto';
 /**
  * The i-th phone number of the bench: +49 151 followed by eight digits, valid German mobile
  * numbers (checked with libphonenumber), already in E.164 so the server stores them as sent.
- * Ranges: CSV import [0, 1M); push device d [(1 + d) * 1M, ...); physical-limit writes 60M+;
- * one-off writes (fan-out) 80M+.
+ * Ranges: CSV import [0, 1M); push device d [(1 + d) * 1M, ...); physical-limit writes 60M+
+ * (100,000 a writer); the push reference's devices 71M+ (50,000 a device); one-off writes
+ * (fan-out) 80M+.
  */
 export function phone(i: number): string {
   if (!Number.isInteger(i) || i < 0 || i >= 89_999_999) throw new RangeError(`phone index ${i}`);
@@ -13,6 +14,12 @@ export function phone(i: number): string {
 
 export const PUSH_PHONE_BASE = (device: number) => (1 + device) * 1_000_000;
 export const LIMIT_PHONE_BASE = 60_000_000;
+/**
+ * The first phone of the push reference's device `writer` (numbered as the limit numbers its
+ * writers): after the limit's ranges, so the reference's new contacts never meet the server's
+ * or the limit's in a tenant.
+ */
+export const REFERENCE_PHONE_BASE = (writer: number) => 71_000_000 + writer * 50_000;
 
 export const CSV_HEADER = 'firstName,lastName,phonePrimary,email,company';
 

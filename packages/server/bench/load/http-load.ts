@@ -12,6 +12,8 @@ interface Device {
   index: number;
   /** Records this device edits (disjoint between devices, so edits never conflict). */
   known?: Known[];
+  /** The first phone of its new contacts, when not its index's range (`PUSH_PHONE_BASE`). */
+  phoneBase?: number;
 }
 
 const clientOf = (url: string, d: Device) => new HttpClient(url, { 'x-api-key': d.apiKey, 'x-device-id': d.deviceId });
@@ -45,7 +47,7 @@ async function pull(client: HttpClient, version: number, limit: number): Promise
 /** A device that pushes batches: new contacts from its own phone range, edits of its own records. */
 function pusher(url: string, d: Device, size: number, creates: number) {
   const client = clientOf(url, d);
-  let phone = PUSH_PHONE_BASE(d.index);
+  let phone = d.phoneBase ?? PUSH_PHONE_BASE(d.index);
   const known = d.known ?? [];
   const byId = new Map(known.map((k) => [k.id, k]));
   const cursor = { i: 0 };

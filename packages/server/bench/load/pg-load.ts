@@ -8,6 +8,7 @@ import { serve } from '../lib/ipc.js';
 import { checkpoints, closedLoop, sequential, type CheckpointMode } from '../lib/loops.js';
 import { pageOf, type PullRow } from '../../src/sync/pull.js';
 import { storedPage } from '../lib/stored-page.js';
+import { versionSequence, writePushBatch } from '../lib/push-writes.js';
 import { wallNow } from '../lib/stats.js';
 import { ELIGIBLE_CALLS_SQL } from '../../src/modules/outreach/outreach.repository.js';
 
@@ -34,62 +35,6 @@ const closePools = async () => {
   await Promise.all(pools.splice(0).map((p) => p.end()));
 };
 
-/**
- * The versions the limits take: a sequence, not the tenant lock. A physical limit is the work
- * itself (the rows and index entries written), not the product's design (SPEC §12), so the
- * limit writers never wait for each other.
- */
-async function versionSequence(client: pg.PoolClient | pg.Pool): Promise<void> {
-  // Above every version the bench's tenants reach, so (tenant_id, version) never collides.
-  await client.query('CREATE SEQUENCE IF NOT EXISTS bench_limit_versions START 1000000000');
-}
-
-/**
- * What a pushed batch must durably write, as cheaply as PostgreSQL writes it: the new contacts
- * and the edits (multi-row, with every index of the table), one audit row per change, one
- * receipt per change and one local id per create, in one transaction and one commit. Versions
- * come from a sequence: no tenant lock, no version row.
- */
-async function pushTransaction(client: pg.PoolClient, tenantId: string, deviceId: string, creates: number[], updates: string[]): Promise<string[]> {
-  await client.query('BEGIN');
-  try {
-    const now = Date.now();
-    const inserted = await client.query<{ id: string; version: number }>(
-      `INSERT INTO contacts (tenant_id, version, first_name, last_name, phone_primary, company, created_by_agent)
-       SELECT $1, nextval('bench_limit_versions'), t.f, 'Bench', t.p, 'Bench Ltd', 'limit'
-         FROM unnest($2::text[], $3::text[]) AS t(f, p) RETURNING id, version`,
-      [tenantId, creates.map((n) => `Field${n}`), creates.map(phone)],
-    );
-    const updated = await client.query<{ id: string; version: number }>(
-      `UPDATE contacts c SET notes = u.n, version = nextval('bench_limit_versions'), updated_at = now()
-         FROM unnest($2::uuid[], $3::text[]) AS u(id, n)
-        WHERE c.tenant_id = $1 AND c.id = u.id RETURNING c.id, c.version`,
-      [tenantId, updates, updates.map(() => `visited ${now} by ${deviceId}`)],
-    );
-    const changes = [
-      ...inserted.rows.map((r, i) => ({ id: r.id, v: r.version, a: 'create', l: `l${creates[i]}`, f: ['firstName', 'lastName', 'phonePrimary', 'company'] })),
-      ...updated.rows.map((r) => ({ id: r.id, v: r.version, a: 'update', l: null, f: ['notes'] })),
-    ];
-    await client.query(
-      `WITH audit AS (
-         INSERT INTO audit_log (tenant_id, collection, record_id, version, action, changed_fields, changes, agent_code, device_id)
-         SELECT $1, 'contacts', (e->>'id')::uuid, (e->>'v')::bigint, e->>'a', ARRAY(SELECT jsonb_array_elements_text(e->'f')), e, 'limit', $2
-           FROM jsonb_array_elements($3::jsonb) e),
-       ids AS (
-         INSERT INTO client_ids (tenant_id, device_id, local_id, collection, server_id)
-         SELECT $1, $2, e->>'l', 'contacts', (e->>'id')::uuid FROM jsonb_array_elements($3::jsonb) e WHERE e->>'l' IS NOT NULL)
-       INSERT INTO push_receipts (tenant_id, device_id, change_key, ack)
-       SELECT $1, $2, gen_random_uuid()::text, e FROM jsonb_array_elements($3::jsonb) e`,
-      [tenantId, deviceId, JSON.stringify(changes)],
-    );
-    await client.query('COMMIT');
-    return inserted.rows.map((r) => r.id);
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  }
-}
-
 /** A writer of the push limit: its own phones and, after its first batch, its own records to update. */
 function limitWriter(tenantId: string, index: number, size: number, creates: number, phoneBase = LIMIT_PHONE_BASE + index * 100_000) {
   let next = phoneBase;
@@ -99,8 +44,16 @@ function limitWriter(tenantId: string, index: number, size: number, creates: num
     const updateCount = mine.length === 0 ? 0 : size - creates;
     const phones = Array.from({ length: size - updateCount }, () => next++);
     const updates = Array.from({ length: updateCount }, () => mine[cursor++ % mine.length]);
-    const ids = await pushTransaction(client, tenantId, `limit-${index}`, phones, updates);
-    mine.push(...ids);
+    const deviceId = `limit-${index}`;
+    const notes = `visited ${Date.now()} by ${deviceId}`;
+    const { created } = await writePushBatch(
+      client,
+      tenantId,
+      deviceId,
+      phones.map((n) => ({ firstName: `Field${n}`, phone: phone(n), localId: `l${n}` })),
+      updates.map((id) => ({ id, notes })),
+    );
+    for (const r of created) mine.push(r.id);
     return size;
   };
 }

@@ -12,6 +12,9 @@ export const SERVER_POOL = 10;
 /** What the pull scenarios' reference is (`withHttpReference`). */
 export const REFERENCE_WHAT = `the same stored bytes served by a bare node:http server over pg (${SERVER_POOL} connections)`;
 
+/** What the push scenarios' reference is (`withPushReference`). */
+export const PUSH_REFERENCE_WHAT = `the limit's writes behind a bare node:http server over pg (${SERVER_POOL} connections)`;
+
 /** `count` devices of tenant A: agents round robin, ids `<prefix>-<n>`. */
 export function devicesOf(ctx: BenchContext, prefix: string, count: number, first = 0) {
   return Array.from({ length: count }, (_, n) => {
@@ -131,14 +134,80 @@ export async function storeWireCopy(ctx: BenchContext): Promise<void> {
  * which the HTTP load uses as it uses the server's. Stopped afterwards, whatever happens.
  */
 export async function withHttpReference<T>(ctx: BenchContext, fn: (url: string) => Promise<T>): Promise<T> {
+  return referenceProcess({ databaseUrl: ctx.databaseUrl, tenantId: ctx.a.id, poolMax: SERVER_POOL }, fn);
+}
+
+/**
+ * Runs `fn` with the pushes' deployment-shape reference running (load/http-reference.ts, its
+ * own process): `POST /api/sync` written by the push limit's transaction (lib/push-writes.ts)
+ * from a pool of the server's size, each device's batches into the tenant `tenantOf` gives it.
+ * Start it after the server's run and the limit's, as the pulls do, so it disturbs neither.
+ */
+export async function withPushReference<T>(ctx: BenchContext, tenantOf: Record<string, string>, fn: (url: string) => Promise<T>): Promise<T> {
+  return referenceProcess({ databaseUrl: ctx.databaseUrl, pushTenants: tenantOf, poolMax: SERVER_POOL }, fn);
+}
+
+async function referenceProcess<T>(start: { databaseUrl: string; tenantId?: string; pushTenants?: Record<string, string>; poolMax: number }, fn: (url: string) => Promise<T>): Promise<T> {
   return withWorkers('http-reference.ts', 1, async ([reference]) => {
-    const { url } = await reference.call<{ url: string }>('start', { databaseUrl: ctx.databaseUrl, tenantId: ctx.a.id, poolMax: SERVER_POOL });
+    const { url } = await reference.call<{ url: string }>('start', start);
     try {
       return await fn(url);
     } finally {
       await reference.call('stop', undefined, 20_000).catch(() => undefined);
     }
   });
+}
+
+/** A pushing device of the HTTP load (load/http-load.ts): its key, id, phone range and the records it edits. */
+export interface PushDevice {
+  apiKey: string;
+  deviceId: string;
+  index: number;
+  known: Known[];
+  phoneBase?: number;
+}
+
+/**
+ * Records for the push reference's devices to edit: `devices` disjoint slices of up to
+ * `perDevice` live contacts of `tenantId` (as many as it holds, at least `minPerDevice` each, so
+ * no batch edits a record twice). Used where the limit writes into a tenant other than the
+ * server's (tenant B, whose rows are the limit's own): the reference edits rows that exist
+ * where the limit writes, as the limit edits its own, and leaves the server's tenant alone.
+ */
+export async function referenceKnown(ctx: BenchContext, tenantId: string, devices: number, perDevice: number, minPerDevice: number): Promise<Known[][]> {
+  const { rows } = await ctx.pool.query<Known>('SELECT id, version FROM contacts WHERE tenant_id = $1 AND NOT is_deleted ORDER BY id LIMIT $2', [
+    tenantId,
+    devices * perDevice,
+  ]);
+  const each = Math.min(perDevice, Math.floor(rows.length / devices));
+  if (each < minPerDevice) throw new Error(`the push reference needs ${devices * minPerDevice} records of tenant ${tenantId} to edit, it holds ${rows.length}`);
+  return Array.from({ length: devices }, (_, d) => rows.slice(d * each, (d + 1) * each));
+}
+
+/** `devices` pushing batches back to back from `workers` load processes against `url`, merged. */
+async function pushLoad(ctx: BenchContext, url: string, devices: PushDevice[], opts: { workers: number; size: number; creates: number }): Promise<ReturnType<typeof mergeLoops>> {
+  const { loadMs: durationMs, warmupMs } = ctx.scale;
+  const budget = durationMs + warmupMs + 120_000;
+  return mergeLoops(
+    await withWorkers('http-load.ts', opts.workers, (workers) =>
+      Promise.all(
+        split(devices, opts.workers).map((slice, i) =>
+          workers[i].call<LoopResult>('pushConcurrent', { url, devices: slice, durationMs, warmupMs, size: opts.size, creates: opts.creates }, budget),
+        ),
+      ),
+    ),
+  );
+}
+
+/**
+ * The same push load as `pushLoadAndLimit`'s (same load processes, windows and batches) against
+ * the pushes' deployment-shape reference, its devices' batches written into the tenants
+ * `tenantOf` gives; checked clean. Run after the server's run and the limit's.
+ */
+export async function pushReferenceLoad(ctx: BenchContext, devices: PushDevice[], tenantOf: Record<string, string>, opts: { workers: number; size: number; creates: number }) {
+  const reference = await withPushReference(ctx, tenantOf, (url) => pushLoad(ctx, url, devices, opts));
+  assertClean('push reference load', reference);
+  return reference;
 }
 
 /**
@@ -149,22 +218,12 @@ export async function withHttpReference<T>(ctx: BenchContext, fn: (url: string) 
  */
 export async function pushLoadAndLimit(
   ctx: BenchContext,
-  devices: { apiKey: string; deviceId: string; index: number; known: Known[] }[],
+  devices: PushDevice[],
   opts: { workers: number; size: number; creates: number; tenantIds: string[]; poolMax: number; firstWriter: number },
 ) {
   const { loadMs: durationMs, warmupMs } = ctx.scale;
   const budget = durationMs + warmupMs + 120_000;
-  const server = mergeLoops(
-    await ctx.serverPhase(() =>
-      withWorkers('http-load.ts', opts.workers, (workers) =>
-        Promise.all(
-          split(devices, opts.workers).map((slice, i) =>
-            workers[i].call<LoopResult>('pushConcurrent', { url: ctx.server.url, devices: slice, durationMs, warmupMs, size: opts.size, creates: opts.creates }, budget),
-          ),
-        ),
-      ),
-    ),
-  );
+  const server = await ctx.serverPhase(() => pushLoad(ctx, ctx.server.url, devices, opts));
   assertClean('push load', server);
   const limit = mergeLoops([
     await withWorkers('pg-load.ts', 1, ([w]) =>

@@ -1,8 +1,8 @@
-import type { Known } from '../lib/data.js';
+import { REFERENCE_PHONE_BASE, type Known } from '../lib/data.js';
 import { withWorkers } from '../lib/ipc.js';
 import { round } from '../lib/stats.js';
 import { metric, type Scenario, type Tenant } from '../lib/types.js';
-import { createTenant, latencyMetrics, pushLoadAndLimit } from './common.js';
+import { createTenant, latencyMetrics, PUSH_REFERENCE_WHAT, pushLoadAndLimit, pushReferenceLoad, referenceLatencyMetrics } from './common.js';
 import { BATCH, CREATES } from './push.js';
 
 const TENANTS = 10;
@@ -19,7 +19,9 @@ const FIRST_LIMIT_WRITER = 60;
  * batches of 100 (50 new contacts, 50 edits with their baseVersion) back to back from two load
  * processes: tenants' writes do not wait for each other, so this scales with the machine.
  * Limit: the same rows and index entries through pg, no tenant lock, 50 writers on as many
- * connections as the server's pool.
+ * connections as the server's pool. Reference: the same load against a bare node:http server
+ * writing each batch with the limit's transaction into the device's tenant (where the limit
+ * writes too): phones of its own, edits of the same imported records as the server's devices.
  */
 export const pushTenants: Scenario = {
   name: 'push-tenants',
@@ -49,6 +51,9 @@ export const pushTenants: Scenario = {
     }
     await ctx.pool.query('ANALYZE contacts');
     const { server, limit, limitWhat, durationMs } = await pushLoadAndLimit(ctx, devices, { workers: WORKERS, size: BATCH, creates: CREATES, tenantIds: tenants.map((t) => t.id), poolMax: SERVER_POOL, firstWriter: FIRST_LIMIT_WRITER });
+    const referenceDevices = devices.map((d) => ({ ...d, deviceId: d.deviceId.replace('push-tenants-', 'push-tenants-ref-'), phoneBase: REFERENCE_PHONE_BASE(FIRST_LIMIT_WRITER + d.index) }));
+    const tenantOf = Object.fromEntries(referenceDevices.map((d) => [d.deviceId, tenants[Math.floor(d.index / DEVICES_PER_TENANT)].id]));
+    const reference = await pushReferenceLoad(ctx, referenceDevices, tenantOf, { workers: WORKERS, size: BATCH, creates: CREATES });
     return {
       metrics: [
         metric({
@@ -62,8 +67,16 @@ export const pushTenants: Scenario = {
           limitWhat,
         }),
         ...latencyMetrics('push-tenants.latency', 'batch latency under load', server.latency, limit.latency, limitWhat),
+        metric({
+          key: 'push-tenants.reference.changes',
+          label: `reference: ${PUSH_REFERENCE_WHAT}, pushed changes/s over 10 tenants`,
+          unit: 'changes/s',
+          value: round(reference.units / (reference.elapsedMs / 1000)),
+          better: 'higher',
+        }),
+        ...referenceLatencyMetrics('push-tenants.reference.latency', `reference: ${PUSH_REFERENCE_WHAT}, batch latency under load`, reference.latency),
       ],
-      details: { tenants: TENANTS, devices: devices.length, loadProcesses: WORKERS, durationMs, batches: server.ops },
+      details: { tenants: TENANTS, devices: devices.length, loadProcesses: WORKERS, durationMs, batches: server.ops, referenceBatches: reference.ops },
     };
   },
 };
