@@ -17,7 +17,7 @@ export interface Decisions {
   audits: AuditEntry[];
   /**
    * Creates, audited apart: their audit entry is the created record's fields, which the write
-   * step derives in SQL from the rows it inserts (no entry built, sent and parsed per create).
+   * step puts beside each created row in the upsert's payload, and the upsert inserts.
    */
   createAudits: CreateAudit[];
   /** Local id -> the record created for it, newest last (one row per local id). */
