@@ -2,13 +2,12 @@ import { REFERENCE_PHONE_BASE, type Known } from '../lib/data.js';
 import { withWorkers } from '../lib/ipc.js';
 import { round } from '../lib/stats.js';
 import { metric, type Scenario, type Tenant } from '../lib/types.js';
-import { createTenant, latencyMetrics, PUSH_REFERENCE_WHAT, pushLoadAndLimit, pushReferenceLoad, referenceLatencyMetrics } from './common.js';
+import { createTenant, latencyMetrics, PUSH_REFERENCE_WHAT, pushLoadAndLimit, pushReferenceLoad, referenceLatencyMetrics, SERVER_POOL } from './common.js';
 import { BATCH, CREATES } from './push.js';
 
 const TENANTS = 10;
 const DEVICES_PER_TENANT = 5;
 const WORKERS = 2;
-const SERVER_POOL = 10;
 /** Records each device edits: disjoint slices of its tenant's imported contacts. */
 const KNOWN_PER_DEVICE = 1000;
 /** Limit writers 60-109: phone ranges of their own, after push-throughput's 10-59. */

@@ -1,12 +1,11 @@
 import { REFERENCE_PHONE_BASE } from '../lib/data.js';
 import { round } from '../lib/stats.js';
 import { metric, type Scenario } from '../lib/types.js';
-import { devicesOf, knownContacts, latencyMetrics, PUSH_REFERENCE_WHAT, pushLoadAndLimit, pushReferenceLoad, referenceKnown, referenceLatencyMetrics } from './common.js';
+import { devicesOf, knownContacts, latencyMetrics, PUSH_REFERENCE_WHAT, pushLoadAndLimit, pushReferenceLoad, referenceKnown, referenceLatencyMetrics, SERVER_POOL } from './common.js';
 import { BATCH, CREATES } from './push.js';
 
 const DEVICES = 50;
 const WORKERS = 2;
-const SERVER_POOL = 10;
 /** Records each device edits: disjoint slices, after the 2,000 of `push`. */
 const KNOWN_PER_DEVICE = 1000;
 /** The limit's writers 10-59 (phone ranges of their own); the reference's devices are numbered alike. */

@@ -38,17 +38,20 @@ export interface CreateAudit {
   at: number;
 }
 
+/** A create's audit changes: every audited field it set, from null. */
+export const createChanges = (c: CreateAudit) => diffRecords(undefined, c.data, auditedFields(c.state.def));
+
 /** The create's full audit entry, as `auditOf` would build it. */
 export const createAuditEntry = (c: CreateAudit): AuditEntry => ({
   ...c.entry,
-  changes: diffRecords(undefined, c.data, auditedFields(c.state.def)),
+  changes: createChanges(c),
   at: new Date(c.at).toISOString(),
 });
 
 const audited = new WeakMap<WritableDef, string[]>();
 
 /** The fields an audit entry records for a collection (derived once per definition). */
-export function auditedFields(def: WritableDef): string[] {
+function auditedFields(def: WritableDef): string[] {
   let fields = audited.get(def);
   if (!fields) {
     fields = Object.entries(def.write.fields).filter(([, f]) => f.audit !== false).map(([name]) => name);

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { Change } from '@fieldsync/protocol/sync';
 import type { Queryable } from '../../db/db.js';
-import { AUDIT_INSERT_SQL, auditPayload, diffRecords } from '../audit.js';
+import { AUDIT_INSERT_SQL, auditPayload } from '../audit.js';
 import { audienceOf, type CollectionRegistry, type HookResult, type HookTx, type MembershipChange, type WriteContext } from '../collections.js';
 import type { CommitEmit } from '../feed.js';
 import { setMembers } from '../scopes.js';
-import { auditedFields, createAuditEntry, type Decisions } from './decide.js';
+import { createAuditEntry, createChanges, type CreateAudit, type Decisions } from './decide.js';
 import { type PushCaller, type RecordState, type WritableDef } from './types.js';
 
 /** What a written batch publishes after commit. */
@@ -35,16 +35,16 @@ export async function writeBatch(
   const { dirty, newLocal, receiptRows, conflictRows, applied } = decisions;
   // A created record written as created (not edited again in this batch) gets its audit row
   // from the upsert itself; the others' entries are built here.
-  const createdAt = new Map<RecordState, number>();
+  const createdBy = new Map<RecordState, CreateAudit>();
   const audits = [...decisions.audits];
   for (const c of decisions.createAudits) {
-    if (c.state.dirty && c.state.version === c.entry.version) createdAt.set(c.state, c.at);
+    if (c.state.dirty && c.state.version === c.entry.version) createdBy.set(c.state, c);
     else audits.push(createAuditEntry(c));
   }
   const statements: Promise<unknown>[] = [];
   for (const def of registry.all()) {
     const rows = dirty.filter((s) => s.def === def);
-    if (rows.length > 0) statements.push(upsertRecords(tx, caller, def as WritableDef, rows, createdAt));
+    if (rows.length > 0) statements.push(upsertRecords(tx, caller, def as WritableDef, rows, createdBy));
   }
   if (audits.length + newLocal.size + receiptRows.length + conflictRows.length > 0) {
     statements.push(tx.query(
@@ -145,21 +145,20 @@ function upsertStatement(def: WritableDef): { sql: string; name: string } {
 
 /**
  * Inserts or updates the final state of the touched records of one collection in one statement,
- * with the audit rows of the records in `createdAt` (their change time, ms).
+ * with the audit rows of the records in `createdBy` (created as they are written).
  */
-async function upsertRecords(tx: Queryable, caller: PushCaller, def: WritableDef, rows: RecordState[], createdAt: Map<RecordState, number>): Promise<void> {
+async function upsertRecords(tx: Queryable, caller: PushCaller, def: WritableDef, rows: RecordState[], createdBy: Map<RecordState, CreateAudit>): Promise<void> {
   const fields = Object.entries(def.write.fields);
-  const audited = auditedFields(def);
   const payload = rows.map((s) => {
     const row: Record<string, unknown> = { id: s.id, version: s.version, is_deleted: s.isDeleted };
     for (const [name, f] of fields) {
       const value = s.data[name];
       row[f.column] = value === undefined ? null : value;
     }
-    const at = createdAt.get(s);
-    if (at !== undefined) {
-      row.audit_ms = at;
-      row.audit = diffRecords(undefined, s.data, audited);
+    const created = createdBy.get(s);
+    if (created) {
+      row.audit_ms = created.at;
+      row.audit = createChanges(created);
     }
     return row;
   });
